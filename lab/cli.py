@@ -1,0 +1,61 @@
+"""The ``lab`` command: the root app only wires commands and sub-apps together."""
+
+from __future__ import annotations
+
+import typer
+
+from . import __version__
+from .commands import guest
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lab",
+    help=(
+        "ukva-lab: measure what highmem page tables (CONFIG_HIGHPTE) cost on a real 32-bit PAE "
+        "Linux guest, and what UKVA saves.\n\n"
+        "Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 guest lost (panic, oops, hang), "
+        "130 interrupted."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("up")(guest.up)
+app.command("status")(guest.status)
+app.command("exec", context_settings={"allow_interspersed_args": False})(guest.exec_cmd)
+app.command("down")(guest.down)
+
+
+def _register_optional() -> None:
+    """Sub-apps that arrive with later issues register themselves here when present."""
+    try:
+        from .commands import kernel
+    except ImportError:
+        pass
+    else:
+        app.add_typer(kernel.app, name="kernel", help="Build and list kernels (linux-source-6.1).")
+    try:
+        from .commands import trace
+    except ImportError:
+        pass
+    else:
+        trace.register(app)
+
+
+_register_optional()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the lab's version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""CLI command modules: thin Typer wrappers around plain functions that return data."""

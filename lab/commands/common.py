@@ -1,0 +1,39 @@
+"""What every command shares: error-to-exit-code mapping and JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from ..errors import EXIT_INTERRUPTED, LabError
+from ..ui import err_console
+
+__all__ = ["cli_errors", "print_json"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """Turn LabError into one ``error: ...`` line and its exit code; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LabError as e:
+            err_console.print(f"[red]error:[/] {e}", soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[red]error:[/] interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """Machine output: stable keys, one document on stdout."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

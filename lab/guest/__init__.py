@@ -1,0 +1,1 @@
+"""The guest: QEMU command line, image provisioning, console watching, the agent channel."""

@@ -1,0 +1,258 @@
+"""Run one QEMU guest: boot it, wait for the agent, watch for panics, power it off.
+
+State lives in an instance directory (the persistent one for ``lab up``, a fresh one per
+configuration for ``lab trace``): the QMP and agent sockets, the console log, QEMU's stderr
+and state.json (pid plus its start time, so a recycled pid is never mistaken for our QEMU).
+Whatever goes wrong while booting (an exception, Ctrl-C), QEMU is killed before re-raising.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ..errors import GuestLostError, LabError
+from .agent import AgentClient, AgentUnavailable, ExecResult
+from .console import first_fatal, read_console, scan_console
+from .qemu import BootSpec, build_qemu_argv
+
+__all__ = ["Instance", "Guest"]
+
+_SUN_PATH_MAX = 107
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The files of one guest instance."""
+
+    dir: Path
+
+    @property
+    def console_log(self) -> Path:
+        return self.dir / "console.log"
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.dir / "agent.sock"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.dir / "qmp.sock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.dir / "agent.lock"
+
+    @property
+    def qemu_stderr(self) -> Path:
+        return self.dir / "qemu.stderr"
+
+    def prepare(self) -> None:
+        """Create the directory, drop stale sockets, keep the previous console log."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for sock in (self.agent_socket, self.qmp_socket):
+            if len(str(sock)) > _SUN_PATH_MAX:
+                raise LabError(f"socket path too long for AF_UNIX ({len(str(sock))} bytes): {sock}")
+            sock.unlink(missing_ok=True)
+        if self.console_log.exists():
+            os.replace(self.console_log, self.dir / "console.prev.log")
+        self.console_log.touch()
+
+
+class Guest:
+    """A running (or just-died) QEMU guest and the means to talk to it."""
+
+    def __init__(self, instance: Instance, state: dict[str, Any]) -> None:
+        self.instance = instance
+        self.state = state
+
+    # -- finding and checking the process ---------------------------------------------------
+
+    @classmethod
+    def running(cls, instance: Instance) -> Guest | None:
+        """The guest recorded in ``instance`` if its QEMU process is still alive."""
+        try:
+            state = json.loads(instance.state_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        guest = cls(instance, state)
+        return guest if guest.process() else None
+
+    def process(self) -> psutil.Process | None:
+        """Our QEMU process, or None when it is gone (or the pid was recycled)."""
+        try:
+            p = psutil.Process(self.state["pid"])
+            if abs(p.create_time() - self.state["create_time"]) > 1.0:
+                return None
+            if p.status() == psutil.STATUS_ZOMBIE:
+                p.wait(0)  # reap it if it is our child
+                return None
+            return p
+        except (psutil.Error, KeyError, ChildProcessError):
+            return None
+
+    def lost_reason(self) -> str | None:
+        """Why the guest is unusable: a fatal console event, or QEMU gone; None when fine."""
+        fatal = first_fatal(scan_console(read_console(self.instance.console_log)))
+        if fatal:
+            return f"{fatal.kind}: {fatal.text}"
+        if self.process() is None:
+            tail = ""
+            try:
+                lines = self.instance.qemu_stderr.read_text().strip().splitlines()
+                tail = f": {lines[-1]}" if lines else ""
+            except OSError:
+                pass
+            return f"QEMU exited{tail}"
+        return None
+
+    def watch(self) -> None:
+        """Raise GuestLostError (and stop QEMU) if the guest panicked, oopsed or died."""
+        reason = self.lost_reason()
+        if reason:
+            self.kill()
+            raise GuestLostError(reason, str(self.instance.console_log))
+
+    # -- booting ----------------------------------------------------------------------------
+
+    @classmethod
+    def boot(
+        cls, instance: Instance, spec: BootSpec, meta: dict[str, Any], ready_timeout: float
+    ) -> Guest:
+        """Start QEMU and return once the agent answers; kill QEMU on any failure."""
+        instance.prepare()
+        argv = build_qemu_argv(spec)
+        with instance.qemu_stderr.open("w") as err:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True,  # Ctrl-C reaches the lab, which then stops QEMU itself
+            )
+        t0 = time.monotonic()
+        state = {
+            **meta,
+            "pid": proc.pid,
+            "create_time": psutil.Process(proc.pid).create_time(),
+            "argv": argv,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "console_log": str(instance.console_log),
+        }
+        guest = cls(instance, state)
+        try:
+            instance.state_file.write_text(json.dumps(state, indent=2))
+            pong = guest._wait_ready(t0, ready_timeout)
+            state["ready_seconds"] = round(time.monotonic() - t0, 2)
+            state["release"] = pong.get("release")
+            state["machine"] = pong.get("machine")
+            instance.state_file.write_text(json.dumps(state, indent=2))
+            return guest
+        except BaseException:
+            guest.kill()
+            raise
+
+    def _wait_ready(self, t0: float, ready_timeout: float) -> dict[str, Any]:
+        while True:
+            self.watch()
+            if time.monotonic() - t0 > ready_timeout:
+                raise GuestLostError(
+                    f"boot hung: no answer from the agent within {ready_timeout:.0f} s",
+                    str(self.instance.console_log),
+                )
+            try:
+                with self.agent() as agent:
+                    pong = agent.ping(timeout=1.0)
+                if pong:
+                    return pong
+            except AgentUnavailable:
+                time.sleep(0.2)
+
+    # -- talking to it ----------------------------------------------------------------------
+
+    def agent(self) -> AgentClient:
+        """A client for the agent channel (use as a context manager)."""
+        return AgentClient(self.instance.agent_socket, self.instance.lock_file)
+
+    def exec(
+        self, argv: list[str], timeout: float = 0, snapshots: list[str] | tuple[str, ...] = ()
+    ) -> ExecResult:
+        """Run a command in the guest, noticing a panic or a dead QEMU while it runs."""
+        self.watch()
+        try:
+            with self.agent() as agent:
+                return agent.run(argv, timeout=timeout, snapshots=snapshots, watch=self.watch)
+        except AgentUnavailable:
+            self.watch()
+            raise
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def _wait_gone(self, timeout: float) -> bool:
+        p = self.process()
+        if p is None:
+            return True
+        try:
+            p.wait(timeout)
+        except psutil.TimeoutExpired:
+            return False
+        except psutil.Error:
+            pass
+        return True
+
+    def qmp(self, command: str) -> Any:
+        """Send one QMP command through QEMU's own qemu.qmp library."""
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
+        mon = QEMUMonitorProtocol(str(self.instance.qmp_socket))
+        try:
+            mon.connect()
+            return mon.cmd(command)
+        finally:
+            mon.close()
+
+    def shutdown(self, timeout: float = 30.0) -> str:
+        """Power off cleanly if possible, then harder; returns how the guest went down."""
+        how = "already stopped"
+        if self.process() is not None:
+            how = "guest powered off"
+            try:
+                with self.agent() as agent:
+                    acked = agent.poweroff()
+            except (AgentUnavailable, OSError):
+                acked = False
+            if not (acked and self._wait_gone(timeout / 2)):
+                how = "QMP quit"
+                try:
+                    self.qmp("quit")
+                except Exception:  # noqa: BLE001 - the monitor may already be gone
+                    pass
+                if not self._wait_gone(timeout / 2):
+                    how = "killed"
+                    self.kill()
+        self._forget()
+        return how
+
+    def kill(self) -> None:
+        """SIGKILL QEMU and wait until it is gone; never leaves a process behind."""
+        p = self.process()
+        if p is not None:
+            try:
+                p.kill()
+                p.wait(10)
+            except psutil.Error:
+                pass
+        self._forget()
+
+    def _forget(self) -> None:
+        self.instance.state_file.unlink(missing_ok=True)
+        for sock in (self.instance.agent_socket, self.instance.qmp_socket):
+            sock.unlink(missing_ok=True)

@@ -1,0 +1,83 @@
+"""Stock Debian kernels: ``apt-get download`` the image package and unpack its bzImage.
+
+The cache entry is keyed by the .deb's SHA256 from apt's index, so a new Debian point
+release gives a new entry and an unchanged index re-uses the old one without a download.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .. import ui
+from ..config import KernelDescription
+from ..debian import extract_deb, fetch_deb, resolve_metapackage_image, sha256_file
+from ..errors import LabError
+from ..paths import cache_dir
+from . import KernelArtifact, load_artifact
+
+__all__ = ["DebianPackageKernel"]
+
+
+class DebianPackageKernel:
+    """Provider for ``source = "debian-package"`` kernel descriptions."""
+
+    def bzimage_path(self, desc: KernelDescription) -> Path:
+        """Where ``ensure`` puts (or has put) the bzImage: known before any download."""
+        pkg = resolve_metapackage_image(desc.data["package"], desc.data.get("arch", "i386"))
+        return cache_dir() / "kernels" / "debian" / pkg.sha256[:16] / "bzImage"
+
+    def plan(self, desc: KernelDescription) -> list[str]:
+        pkg = resolve_metapackage_image(desc.data["package"], desc.data.get("arch", "i386"))
+        entry = cache_dir() / "kernels" / "debian" / pkg.sha256[:16]
+        if load_artifact(desc.name, entry):
+            return [f"kernel: {pkg.name} {pkg.version} (cached in {entry})"]
+        return [
+            f"kernel: download {pkg.spec} ({pkg.size / 1e6:.0f} MB) with apt-get download",
+            f"kernel: unpack its bzImage, System.map and config into {entry}",
+        ]
+
+    def ensure(self, desc: KernelDescription) -> KernelArtifact:
+        arch = desc.data.get("arch", "i386")
+        pkg = resolve_metapackage_image(desc.data["package"], arch)
+        entry = cache_dir() / "kernels" / "debian" / pkg.sha256[:16]
+        cached = load_artifact(desc.name, entry)
+        if cached:
+            return cached
+        with ui.step(f"Downloading {pkg.name} {pkg.version} ({pkg.size / 1e6:.0f} MB)"):
+            deb = fetch_deb(pkg)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with ui.step(f"Unpacking {deb.name}"), tempfile.TemporaryDirectory(
+            dir=entry.parent
+        ) as tmp:
+            unpacked, out = Path(tmp) / "x", Path(tmp) / "entry"
+            extract_deb(deb, unpacked)
+            boot = unpacked / "boot"
+            vmlinuz = sorted(boot.glob("vmlinuz-*"))
+            if len(vmlinuz) != 1:
+                raise LabError(f"{deb.name}: expected one boot/vmlinuz-*, found {vmlinuz}")
+            release = vmlinuz[0].name.removeprefix("vmlinuz-")
+            out.mkdir()
+            shutil.copy(vmlinuz[0], out / "bzImage")
+            for src, dst in ((f"System.map-{release}", "System.map"), (f"config-{release}", "config")):
+                if (boot / src).is_file():
+                    shutil.copy(boot / src, out / dst)
+            meta = {
+                "kernel": desc.name,
+                "source": "debian-package",
+                "package": pkg.name,
+                "package_version": pkg.version,
+                "deb_sha256": pkg.sha256,
+                "release": release,
+                "bzimage_sha256": sha256_file(out / "bzImage"),
+                "config_sha256": sha256_file(out / "config") if (out / "config").exists() else None,
+            }
+            KernelArtifact(desc.name, out / "bzImage", None, None, meta).write(out)
+            if entry.exists():
+                shutil.rmtree(entry)
+            os.replace(out, entry)
+        artifact = load_artifact(desc.name, entry)
+        assert artifact is not None
+        return artifact

@@ -1,0 +1,48 @@
+"""Where the lab keeps things: the repo's recipes, the download/build cache, VM state, results.
+
+Nothing machine-specific is hard-coded: the cache follows XDG_CACHE_HOME, state follows
+XDG_STATE_HOME, and results default to ./results (override with UKVA_LAB_RESULTS).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["repo_root", "vm_dir", "cache_dir", "state_dir", "results_dir", "dashboards_dir"]
+
+
+def repo_root() -> Path:
+    """The checkout the lab runs from (the package is installed editable, see README)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def vm_dir() -> Path:
+    """The guest recipe: configurations, kernels, init and agent sources."""
+    return repo_root() / "vm"
+
+
+def _xdg(var: str, default: str) -> Path:
+    base = os.environ.get(var) or str(Path.home() / default)
+    return Path(base) / "ukva-lab"
+
+
+def cache_dir() -> Path:
+    """Downloads, built kernels and guest images, keyed by content: $XDG_CACHE_HOME/ukva-lab."""
+    return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+def state_dir() -> Path:
+    """The running `lab up` guest's sockets, pid and console log: $XDG_STATE_HOME/ukva-lab."""
+    override = os.environ.get("UKVA_LAB_STATE")
+    return Path(override) if override else _xdg("XDG_STATE_HOME", ".local/state")
+
+
+def results_dir() -> Path:
+    """Recorded runs: $UKVA_LAB_RESULTS or ./results."""
+    return Path(os.environ.get("UKVA_LAB_RESULTS") or "results").resolve()
+
+
+def dashboards_dir() -> Path:
+    """Rendered dashboards default to the repo's dashboards/ folder."""
+    return repo_root() / "dashboards"

@@ -1,0 +1,142 @@
+"""Recorded runs on disk: ``results/<run-id>/{manifest.json, runs.jsonl, console-*.log}``.
+
+Data flows one way: a trace writes here, and ``lab show``, statistics, dashboards and bundles
+only read from here. Each repeat is appended to runs.jsonl as one line and fsync'd, so an
+interrupted trace keeps every repeat that finished; the manifest is replaced atomically.
+
+One runs.jsonl record (schema 1) has these keys:
+  schema, run_id, config, workload, params, repeat, backend, simulated, timing,
+  unit, units, counts{name: int}, absent{name: why}, meminfo_before{k: kB},
+  meminfo_after{k: kB}, vmstat_delta{k: int}, report{...}, guest_elapsed_ns, host{...},
+  recorded_at
+Counts are raw totals over the repeat; divide by ``units`` for per-unit figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import LabError, UsageError
+from .paths import results_dir
+
+__all__ = ["SCHEMA", "RunDir", "new_run", "open_run", "list_runs", "write_json_atomic"]
+
+SCHEMA = 1
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One recorded run."""
+
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def records_path(self) -> Path:
+        return self.path / "runs.jsonl"
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise LabError(f"run {self.run_id}: unreadable manifest.json ({e})") from e
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json_atomic(self.manifest_path, manifest)
+
+    def update_manifest(self, **changes: Any) -> None:
+        m = self.manifest()
+        m.update(changes)
+        self.write_manifest(m)
+
+    def append_record(self, record: dict[str, Any]) -> None:
+        """Append one repeat's record durably (one line, fsync'd)."""
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self.records_path.open("a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete record; a torn last line (from a crash) is ignored."""
+        if not self.records_path.exists():
+            return []
+        out: list[dict[str, Any]] = []
+        for n, line in enumerate(self.records_path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n == len(self.records_path.read_text().splitlines()):
+                    break
+                raise LabError(f"run {self.run_id}: runs.jsonl line {n} is corrupt") from None
+        return out
+
+
+def _new_run_id(workload: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{workload}-{secrets.token_hex(2)}"
+
+
+def new_run(workload: str, manifest: dict[str, Any], root: Path | None = None) -> RunDir:
+    """Create ``results/<run-id>/`` with its manifest."""
+    root = root or results_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / _new_run_id(workload)
+    path.mkdir()
+    run = RunDir(path)
+    run.write_manifest({"schema": SCHEMA, "run_id": run.run_id, **manifest})
+    return run
+
+
+def open_run(run_id: str, root: Path | None = None) -> RunDir:
+    """Find a run by id, unique id prefix, or path; UsageError when unknown or ambiguous."""
+    as_path = Path(run_id)
+    if (as_path / "manifest.json").is_file():
+        return RunDir(as_path.resolve())
+    root = root or results_dir()
+    matches = sorted(p for p in root.glob(f"{run_id}*") if (p / "manifest.json").is_file())
+    if len(matches) == 1:
+        return RunDir(matches[0])
+    if not matches:
+        raise UsageError(f"no run {run_id!r} in {root} (see 'lab runs')")
+    raise UsageError(f"run id {run_id!r} is ambiguous: {', '.join(p.name for p in matches[:5])}")
+
+
+def list_runs(root: Path | None = None) -> Iterator[RunDir]:
+    """Recorded runs, newest first."""
+    root = root or results_dir()
+    if not root.is_dir():
+        return iter(())
+    runs = [RunDir(p) for p in root.iterdir() if (p / "manifest.json").is_file()]
+    return iter(sorted(runs, key=lambda r: r.manifest_path.stat().st_mtime, reverse=True))

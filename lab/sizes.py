@@ -1,0 +1,30 @@
+"""Parse human memory sizes (``8G``, ``512M``) into MiB, with bounds the guest can use."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import UsageError
+
+__all__ = ["parse_mem_mib", "MIN_MEM_MIB", "MAX_MEM_MIB"]
+
+MIN_MEM_MIB = 256
+#: PAE addresses 64 GiB; beyond this the 32-bit kernel's lowmem cannot hold struct pages.
+MAX_MEM_MIB = 64 * 1024
+
+_UNITS = {"M": 1, "MI": 1, "MB": 1, "MIB": 1, "G": 1024, "GI": 1024, "GB": 1024, "GIB": 1024}
+
+
+def parse_mem_mib(text: str) -> int:
+    """Return the size in MiB; ``parse_mem_mib("8G") == 8192``. Raises UsageError when malformed."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = m.group(2).upper() if m else ""
+    if not m or unit not in _UNITS:
+        raise UsageError(f"malformed memory size {text!r}: use a number with M or G, e.g. 8G or 6144M")
+    mib = int(float(m.group(1)) * _UNITS[unit])
+    if not MIN_MEM_MIB <= mib <= MAX_MEM_MIB:
+        raise UsageError(
+            f"memory size {text!r} out of range: {MIN_MEM_MIB}M to {MAX_MEM_MIB // 1024}G "
+            "(HighMem needs more than 4G)"
+        )
+    return mib

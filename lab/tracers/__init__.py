@@ -1,0 +1,129 @@
+"""Tracer backends behind one small interface.
+
+A backend opens a :class:`TraceSession` for one configuration; the session takes a probe set
+in (:meth:`TraceSession.attach`) and gives counts out (:meth:`TraceSession.measure`), plus
+what could not be attached and why. Backends are listed in :data:`BACKENDS`; every result
+records which one produced it and whether it was simulated.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import UsageError
+
+__all__ = [
+    "ProbeSpec",
+    "Attachment",
+    "Measurement",
+    "TraceSession",
+    "load_probe_set",
+    "DEFAULT_PROBE_SET",
+    "INLINE_HINTS",
+]
+
+DEFAULT_PROBE_SET = Path(__file__).with_name("probes.toml")
+
+#: Inline wrappers people ask for by name, and the real symbol to probe instead.
+INLINE_HINTS = {
+    "kmap_atomic": "__kmap_local_page_prot (every call) or __kmap_local_pfn_prot (highmem only)",
+    "kmap_local_page": "__kmap_local_page_prot",
+    "kunmap_atomic": "kunmap_local_indexed",
+    "kunmap_local": "kunmap_local_indexed",
+    "pte_offset_map": "__kmap_local_page_prot (pte_offset_map is a macro around kmap_atomic)",
+    "pte_free": "___pte_free_tlb (pte_free is inline; use nr_page_table_pages as a gauge)",
+    "zap_pte_range": "___pte_free_tlb or flush_tlb_mm_range (zap_pte_range is inlined)",
+    "copy_pte_range": "__kmap_local_page_prot (copy_pte_range is inlined)",
+    "free_pte_range": "___pte_free_tlb (free_pte_range is inlined)",
+    "context_switch": "switch_mm_irqs_off or the sched:sched_switch tracepoint",
+}
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """One counter: a kprobe on ``symbol`` or a tracepoint counted per value of ``key``."""
+
+    name: str
+    kind: str  # "kprobe" | "tracepoint"
+    group: str
+    help: str
+    symbol: str = ""
+    tracepoint: str = ""  # "tlb:tlb_flush"
+    key: str = ""  # tracepoint field to split counts by, e.g. "reason"
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class Attachment:
+    """What a session managed to attach: counters present, and those absent with the reason."""
+
+    attached: list[str]
+    absent: dict[str, str]
+    hints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Measurement:
+    """Counts over one workload execution, plus the memory and timing context around it."""
+
+    counts: dict[str, int]
+    meminfo_before: dict[str, int]
+    meminfo_after: dict[str, int]
+    vmstat_delta: dict[str, int]
+    report: dict[str, Any]
+    guest_elapsed_ns: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TraceSession(Protocol):
+    """One configuration, one guest (or model), several measurements."""
+
+    backend: str
+    simulated: bool
+
+    def attach(self, probes: list[ProbeSpec]) -> Attachment:
+        """Install the probe set; never fails for an absent symbol, records it instead."""
+        ...
+
+    def measure(self, workload: str, params: dict[str, int], argv: list[str]) -> Measurement:
+        """Run the workload once and return the counter deltas over it."""
+        ...
+
+    def close(self) -> None:
+        """Remove probes and release the guest."""
+        ...
+
+
+def load_probe_set(path: Path | None = None) -> list[ProbeSpec]:
+    """Read a probe-set TOML file (default: lab/tracers/probes.toml)."""
+    path = path or DEFAULT_PROBE_SET
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"cannot read probe set {path}: {e}") from e
+    probes: list[ProbeSpec] = []
+    for entry in data.get("probe", []):
+        kind = entry.get("kind", "kprobe")
+        if kind not in ("kprobe", "tracepoint"):
+            raise UsageError(f"{path}: probe {entry.get('name')!r} has unknown kind {kind!r}")
+        name = entry.get("name") or entry.get("symbol") or entry.get("tracepoint")
+        if not name:
+            raise UsageError(f"{path}: a probe has neither name nor symbol")
+        if kind == "kprobe" and entry.get("symbol", name) in INLINE_HINTS:
+            sym = entry.get("symbol", name)
+            raise UsageError(f"{sym} is inline and cannot be probed: use {INLINE_HINTS[sym]}")
+        probes.append(
+            ProbeSpec(
+                name=name, kind=kind, group=entry.get("group", "other"),
+                help=entry.get("help", ""), symbol=entry.get("symbol", name if kind == "kprobe" else ""),
+                tracepoint=entry.get("tracepoint", ""), key=entry.get("key", ""),
+            )
+        )
+    names = [p.name for p in probes]
+    if len(set(names)) != len(names):
+        raise UsageError(f"{path}: probe names must be unique")
+    return probes

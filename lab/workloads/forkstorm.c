@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * forkstorm - fork many children from a parent with a pre-faulted region.
+ *
+ * Stresses: page-table copy and teardown. The parent maps an anonymous region
+ * of --touch pages and writes every page, so each fork() really copies PTEs
+ * (copy_pte_range maps the source and destination PTE pages: with HIGHPTE
+ * those are highmem kmaps), each child's writes take COW faults, and each
+ * exit frees the child's page tables and flushes its TLB entries.
+ *
+ * Usage: forkstorm [--procs N] [--touch PAGES] [--concurrency C]
+ *   --procs N          total forks, the unit of work (1..1000000, default 1000)
+ *   --touch PAGES      pages each child writes (0..65536, default 16)
+ *   --concurrency C    most children alive at once (1..1024, default 4)
+ *
+ * Self-check: word 0 of page i holds a parent pattern. Each child checks that
+ * pattern on every page before writing its own value there (a COW fault), then
+ * reads all its values back; it exits 0 only if both checks pass. After the
+ * last child the parent checks its own pattern is intact. Fork failures and
+ * failed children are counted as errors.
+ *
+ * Output: one JSON line on stdout, e.g.
+ *   {"workload":"forkstorm","unit":"fork","ops":1000,"errors":0,
+ *    "elapsed_ns":123456789,"params":{"procs":1000,"touch":16,"concurrency":4}}
+ * (on one line). Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
+ * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra forkstorm.c
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+
+#define EXIT_USAGE		2
+#define CHILD_BAD_PATTERN	3	/* parent's pattern missing before write */
+#define CHILD_BAD_READBACK	4	/* child's own write did not stick */
+
+struct param {
+	const char *name;
+	long value;
+	long min;
+	long max;
+};
+
+static struct param params[] = {
+	{ "procs",       1000, 1, 1000000 },
+	{ "touch",         16, 0,   65536 },
+	{ "concurrency",    4, 1,    1024 },
+};
+
+/* Keeps the compiler from folding the read-back into the writes. */
+static inline void barrier(void)
+{
+	__asm__ __volatile__("" : : : "memory");
+}
+
+static void print_usage(FILE *f)
+{
+	fprintf(f, "usage: forkstorm [--procs N] [--touch PAGES] [--concurrency C]\n");
+}
+
+static _Noreturn void bad_arg(const char *what, const char *arg)
+{
+	fprintf(stderr, "forkstorm: %s: '%s'\n", what, arg);
+	print_usage(stderr);
+	exit(EXIT_USAGE);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	int i;
+	size_t p;
+
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		struct param *par = NULL;
+		char *end;
+		long v;
+
+		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+			print_usage(stdout);
+			exit(0);
+		}
+		for (p = 0; p < ARRAY_SIZE(params); p++)
+			if (!strncmp(arg, "--", 2) &&
+			    !strcmp(arg + 2, params[p].name))
+				par = &params[p];
+		if (!par)
+			bad_arg("unknown argument", arg);
+		if (i + 1 >= argc)
+			bad_arg("missing value for", arg);
+		arg = argv[++i];
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || end == arg || *end)
+			bad_arg("not an integer", arg);
+		if (v < par->min || v > par->max) {
+			fprintf(stderr, "forkstorm: --%s %ld out of bounds %ld..%ld\n",
+				par->name, v, par->min, par->max);
+			exit(EXIT_USAGE);
+		}
+		par->value = v;
+	}
+}
+
+static inline uint32_t parent_word(unsigned long page)
+{
+	return 0x3c000000u | (uint32_t)page;		/* top bit clear */
+}
+
+static inline uint32_t child_word(unsigned long child, unsigned long page)
+{
+	return 0x80000000u | (uint32_t)(child & 0x7fff) << 16 |
+	       (uint32_t)(page & 0xffff);		/* top bit set */
+}
+
+/* Runs in the child: COW-write one word per page and verify. */
+static int child_work(uint32_t *region, size_t words_per_page,
+		      unsigned long npages, unsigned long child)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		uint32_t *w = region + i * words_per_page;
+
+		if (*w != parent_word(i))
+			return CHILD_BAD_PATTERN;
+		*w = child_word(child, i);
+	}
+	barrier();
+	for (i = 0; i < npages; i++)
+		if (region[i * words_per_page] != child_word(child, i))
+			return CHILD_BAD_READBACK;
+	return 0;
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Reap one child; returns 1 if it failed, 0 if it succeeded, -1 if none. */
+static int reap_one(void)
+{
+	static unsigned int reported;	/* report only the first few failures */
+	int status;
+	pid_t pid;
+
+	do {
+		pid = waitpid(-1, &status, 0);
+	} while (pid < 0 && errno == EINTR);
+	if (pid < 0)
+		return -1;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (reported++ >= 3)
+		return 1;
+	if (WIFEXITED(status))
+		fprintf(stderr, "forkstorm: child %d exited %d\n", (int)pid,
+			WEXITSTATUS(status));
+	else
+		fprintf(stderr, "forkstorm: child %d killed by signal %d\n",
+			(int)pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long procs, npages, concurrency, i, alive = 0;
+	unsigned long ops = 0, errors = 0, fork_errors = 0;
+	uint32_t *region = NULL;
+	size_t page_size, words_per_page;
+	long long t0, t1;
+	int r;
+
+	parse_args(argc, argv);
+	procs = params[0].value;
+	npages = params[1].value;
+	concurrency = params[2].value;
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	words_per_page = page_size / sizeof(uint32_t);
+
+	if (npages) {
+		void *p = mmap(NULL, npages * page_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED) {
+			fprintf(stderr, "forkstorm: mmap %lu pages: %s\n",
+				npages, strerror(errno));
+			return 1;
+		}
+		region = p;
+		/* Pre-fault: fork must copy these PTEs, not skip an empty range. */
+		for (i = 0; i < npages; i++)
+			region[i * words_per_page] = parent_word(i);
+	}
+	fflush(NULL);	/* children must not inherit buffered output */
+
+	t0 = now_ns();
+	for (i = 0; i < procs; i++) {
+		pid_t pid;
+
+		while (alive >= concurrency) {
+			r = reap_one();
+			if (r < 0) {	/* no children left: cannot happen */
+				alive = 0;
+				break;
+			}
+			alive--;
+			ops++;
+			errors += r;
+		}
+		pid = fork();
+		if (pid == 0)
+			_exit(child_work(region, words_per_page, npages, i));
+		if (pid < 0) {
+			if (!fork_errors)
+				fprintf(stderr, "forkstorm: fork: %s\n",
+					strerror(errno));
+			fork_errors++;
+			continue;
+		}
+		alive++;
+	}
+	while (alive && (r = reap_one()) >= 0) {
+		alive--;
+		ops++;
+		errors += r;
+	}
+	t1 = now_ns();
+
+	for (i = 0; i < npages; i++) {
+		if (region[i * words_per_page] != parent_word(i)) {
+			fprintf(stderr, "forkstorm: parent page %lu changed\n", i);
+			errors++;
+			break;
+		}
+	}
+	errors += fork_errors;
+
+	printf("{\"workload\":\"forkstorm\",\"unit\":\"fork\",");
+	printf("\"ops\":%lu,\"errors\":%lu,\"elapsed_ns\":%lld,",
+	       ops, errors, t1 - t0);
+	printf("\"params\":{\"procs\":%lu,\"touch\":%lu,\"concurrency\":%lu}}\n",
+	       procs, npages, concurrency);
+	return errors ? 1 : 0;
+}
