@@ -36,12 +36,9 @@ def _register_optional() -> None:
         pass
     else:
         app.add_typer(kernel.app, name="kernel", help="Build and list kernels (linux-source-6.1).")
-    try:
-        from .commands import trace
-    except ImportError:
-        pass
-    else:
-        trace.register(app)
+    from .commands import trace
+
+    trace.register(app)
 
 
 _register_optional()

@@ -7,6 +7,7 @@ against it, so a cached .deb is re-used exactly when the index still names the s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -47,14 +48,52 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _apt_index_stamp() -> str:
+    """Changes whenever apt's index does (apt-get update) or dpkg's architectures do."""
+    parts = []
+    for p in (Path("/var/lib/apt/lists"), Path("/var/lib/dpkg/arch")):
+        try:
+            st = p.stat()
+            parts.append(f"{p}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p}:-")
+    lists = Path("/var/lib/apt/lists")
+    if lists.is_dir():
+        parts += [f"{f.name}:{f.stat().st_mtime_ns}" for f in sorted(lists.glob("*_Packages*"))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def apt_show(name: str, arch: str) -> dict[str, str]:
-    """The candidate version's fields from ``apt-cache show`` (deb822 stanza as a dict)."""
+    """The candidate version's fields from ``apt-cache show`` (deb822 stanza as a dict).
+
+    apt-cache takes seconds on a loaded machine, and a boot asks several times, so answers
+    are memoised on disk, keyed by the state of apt's index: an ``apt-get update`` that brings
+    new versions invalidates them.
+    """
+    memo = cache_dir() / "apt-show" / f"{_apt_index_stamp()}.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, json.JSONDecodeError):
+        known = {}
+    key = f"{name}:{arch}"
+    if key not in known:
+        known[key] = _apt_show_uncached(name, arch)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+        os.replace(tmp, memo)
+    return dict(known[key])
+
+
+def _apt_show_uncached(name: str, arch: str) -> dict[str, str]:
     require_tool("apt-cache", "apt")
     if arch != "amd64":
         require_i386_arch()
     proc = subprocess.run(
         ["apt-cache", "show", "--no-all-versions", f"{name}:{arch}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0 or not proc.stdout.strip():
         raise LabError(
@@ -76,8 +115,12 @@ def resolve_package(name: str, arch: str) -> DebPackage:
     """Describe the candidate version of ``name:arch``."""
     f = apt_show(name, arch)
     return DebPackage(
-        name=f.get("Package", name), arch=arch, version=f["Version"], sha256=f["SHA256"],
-        size=int(f.get("Size", "0")), depends=f.get("Depends", ""),
+        name=f.get("Package", name),
+        arch=arch,
+        version=f["Version"],
+        sha256=f["SHA256"],
+        size=int(f.get("Size", "0")),
+        depends=f.get("Depends", ""),
     )
 
 
@@ -100,7 +143,10 @@ def fetch_deb(pkg: DebPackage) -> Path:
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         os.chmod(tmp, 0o755)  # apt's _apt user must be able to write here when not root
         proc = subprocess.run(
-            ["apt-get", "download", "-q", pkg.spec], cwd=tmp, capture_output=True, text=True,
+            ["apt-get", "download", "-q", pkg.spec],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
             check=False,
         )
         debs = list(Path(tmp).glob("*.deb"))

@@ -27,7 +27,7 @@ class LabError(Exception):
 
 
 class UsageError(LabError):
-    """Bad input from the user: unknown names, malformed sizes, out-of-bounds parameters (exit 2)."""
+    """Bad user input: unknown names, malformed sizes, out-of-bounds parameters (exit 2)."""
 
     exit_code = EXIT_USAGE
 

@@ -20,7 +20,9 @@ def parse_mem_mib(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
     unit = m.group(2).upper() if m else ""
     if not m or unit not in _UNITS:
-        raise UsageError(f"malformed memory size {text!r}: use a number with M or G, e.g. 8G or 6144M")
+        raise UsageError(
+            f"malformed memory size {text!r}: use a number with M or G, e.g. 8G or 6144M"
+        )
     mib = int(float(m.group(1)) * _UNITS[unit])
     if not MIN_MEM_MIB <= mib <= MAX_MEM_MIB:
         raise UsageError(

@@ -36,20 +36,44 @@ def _boot_lock() -> int:
 
 @cli_errors
 def up(
-    config: Annotated[str, typer.Option(help=f"Configuration under vm/configs/: {', '.join(list_configs())}.")] = "highpte",
-    mem: Annotated[str, typer.Option(help="Guest RAM, e.g. 8G; above 4G is what makes HighMem.")] = "8G",
+    config: Annotated[
+        str, typer.Option(help=f"Configuration under vm/configs/: {', '.join(list_configs())}.")
+    ] = "highpte",
+    mem: Annotated[
+        str, typer.Option(help="Guest RAM, e.g. 8G; above 4G is what makes HighMem.")
+    ] = "8G",
     cpus: Annotated[int, typer.Option(help="vCPUs (forced to 1 with --icount).")] = 2,
-    icount: Annotated[bool, typer.Option(help="Deterministic guest time: -icount shift=0,sleep=off, 1 vCPU.")] = False,
-    accel: Annotated[str, typer.Option(help="auto (KVM only if a probe boot works), tcg or kvm.")] = "auto",
-    append: Annotated[list[str] | None, typer.Option(help="Extra kernel argument (repeatable).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the agent (default: vm/guest.toml).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the QEMU command and what would be fetched or built; do nothing.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the guest's state as JSON.")] = False,
+    icount: Annotated[
+        bool, typer.Option(help="Deterministic guest time: -icount shift=0,sleep=off, 1 vCPU.")
+    ] = False,
+    accel: Annotated[
+        str, typer.Option(help="auto (KVM only if a probe boot works), tcg or kvm.")
+    ] = "auto",
+    append: Annotated[
+        list[str] | None, typer.Option(help="Extra kernel argument (repeatable).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the agent (default: vm/guest.toml).")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the QEMU command and what would be fetched or built; do nothing.",
+        ),
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the guest's state as JSON.")
+    ] = False,
 ) -> None:
     """Provision and boot the 32-bit PAE guest; return once its agent answers."""
     cfg = load_config(config)
     opts = BootOptions(
-        mem_mib=parse_mem_mib(mem), cpus=cpus, icount=icount, accel=accel, append=tuple(append or ())
+        mem_mib=parse_mem_mib(mem),
+        cpus=cpus,
+        icount=icount,
+        accel=accel,
+        append=tuple(append or ()),
     )
     inst = default_instance()
     running = Guest.running(inst)
@@ -68,10 +92,13 @@ def up(
     try:
         plan, _kernel = provision(plan)
         t0 = time.monotonic()
-        with ui.step(f"Booting {cfg.name} ({plan.spec.mem_mib // 1024} GiB, "
-                     f"{plan.meta['cpus']} vCPU, {plan.spec.accel})"):
-            guest = Guest.boot(inst, plan.spec, plan.meta,
-                               timeout if timeout is not None else plan.ready_timeout)
+        with ui.step(
+            f"Booting {cfg.name} ({plan.spec.mem_mib // 1024} GiB, "
+            f"{plan.meta['cpus']} vCPU, {plan.spec.accel})"
+        ):
+            guest = Guest.boot(
+                inst, plan.spec, plan.meta, timeout if timeout is not None else plan.ready_timeout
+            )
     finally:
         os.close(lock)
     if json_out:
@@ -111,7 +138,15 @@ def guest_status(guest: Guest | None) -> dict[str, Any]:
     first, _, rest = res.stdout.partition("\n")
     out["uptime_seconds"] = float(first.split()[0])
     mem = parse_meminfo(rest)
-    for key in ("MemTotal", "HighTotal", "LowTotal", "MemFree", "HighFree", "LowFree", "PageTables"):
+    for key in (
+        "MemTotal",
+        "HighTotal",
+        "LowTotal",
+        "MemFree",
+        "HighFree",
+        "LowFree",
+        "PageTables",
+    ):
         out[f"{key}_kB"] = mem.get(key)
     return out
 
@@ -153,8 +188,12 @@ def status(
 @cli_errors
 def exec_cmd(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
-    timeout: Annotated[float, typer.Option(help="Kill the command after this many seconds (0: never).")] = 0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print rc, stdout, stderr and time as JSON.")] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Kill the command after this many seconds (0: never).")
+    ] = 0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print rc, stdout, stderr and time as JSON.")
+    ] = False,
 ) -> None:
     """Run a command in the guest; its stdout, stderr and exit code come back."""
     if timeout < 0:
@@ -164,8 +203,16 @@ def exec_cmd(
         raise LabError("no guest running: 'lab up' first")
     res = guest.exec(command, timeout=timeout)
     if json_out:
-        print_json({"rc": res.rc, "signal": res.signal, "timed_out": res.timed_out,
-                    "stdout": res.stdout, "stderr": res.stderr, "wall_ns": res.wall_ns})
+        print_json(
+            {
+                "rc": res.rc,
+                "signal": res.signal,
+                "timed_out": res.timed_out,
+                "stdout": res.stdout,
+                "stderr": res.stderr,
+                "wall_ns": res.wall_ns,
+            }
+        )
     else:
         typer.echo(res.stdout, nl=False)
         typer.echo(res.stderr, nl=False, err=True)
@@ -176,7 +223,9 @@ def exec_cmd(
 
 @cli_errors
 def down(
-    timeout: Annotated[float, typer.Option(help="Seconds for a clean power-off before QEMU is killed.")] = 30,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds for a clean power-off before QEMU is killed.")
+    ] = 30,
 ) -> None:
     """Power the guest off (agent, then QMP quit, then kill); nothing is left behind."""
     inst = default_instance()

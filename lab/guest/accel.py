@@ -67,10 +67,19 @@ def probe_kvm(qemu_ver: str, kernel: KernelArtifact, initrd: Path) -> str:
         with tempfile.TemporaryDirectory(prefix="ukva-kvm-", dir="/tmp") as tmp:
             inst = Instance(Path(tmp))
             spec = BootSpec(
-                qemu=d.qemu, kernel=kernel.bzimage, initrd=initrd,
-                cmdline=" ".join(d.cmdline), mem_mib=1024, cpus=1, cpu_model="host",
-                machine=d.machine, accel="kvm", icount=False, console_log=inst.console_log,
-                agent_socket=inst.agent_socket, qmp_socket=inst.qmp_socket,
+                qemu=d.qemu,
+                kernel=kernel.bzimage,
+                initrd=initrd,
+                cmdline=" ".join(d.cmdline),
+                mem_mib=1024,
+                cpus=1,
+                cpu_model="host",
+                machine=d.machine,
+                accel="kvm",
+                icount=False,
+                console_log=inst.console_log,
+                agent_socket=inst.agent_socket,
+                qmp_socket=inst.qmp_socket,
             )
             t0 = time.monotonic()
             try:

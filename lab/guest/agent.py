@@ -51,9 +51,13 @@ class ExecResult:
             return {k: (_bytes_text(v) if v is not None else None) for k, v in d.items()}
 
         return cls(
-            rc=int(r["rc"]), signal=int(r["signal"]), timed_out=bool(r["timed_out"]),
-            stdout=_bytes_text(r["stdout"]), stderr=_bytes_text(r["stderr"]),
-            wall_ns=int(r["wall_ns"]), before=files(r.get("before", {})),
+            rc=int(r["rc"]),
+            signal=int(r["signal"]),
+            timed_out=bool(r["timed_out"]),
+            stdout=_bytes_text(r["stdout"]),
+            stderr=_bytes_text(r["stderr"]),
+            wall_ns=int(r["wall_ns"]),
+            before=files(r.get("before", {})),
             after=files(r.get("after", {})),
         )
 
@@ -85,7 +89,9 @@ class AgentClient:
         except OSError as e:
             sock.close()
             self.close()
-            raise AgentUnavailable(f"cannot reach the guest agent at {self.socket_path}: {e}") from e
+            raise AgentUnavailable(
+                f"cannot reach the guest agent at {self.socket_path}: {e}"
+            ) from e
         self._sock = sock
 
     def close(self) -> None:
@@ -106,7 +112,9 @@ class AgentClient:
             raise AgentUnavailable(f"the guest agent channel broke: {e}") from e
         return rid
 
-    def _reply(self, rid: int, timeout: float | None, watch: Callable[[], None] | None) -> dict[str, Any]:
+    def _reply(
+        self, rid: int, timeout: float | None, watch: Callable[[], None] | None
+    ) -> dict[str, Any]:
         assert self._sock is not None, "not connected"
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -73,15 +73,26 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
     if accel == "auto":
         known = accel_mod.cached_verdict(qver)
         if known is None:
-            kernel_actions = [*kernel_actions, "accel: probe whether KVM runs the guest "
-                              f"(a boot of up to {accel_mod.PROBE_TIMEOUT:.0f} s; tcg shown below)"]
+            kernel_actions = [
+                *kernel_actions,
+                "accel: probe whether KVM runs the guest "
+                f"(a boot of up to {accel_mod.PROBE_TIMEOUT:.0f} s; tcg shown below)",
+            ]
         accel = known or "tcg"
     spec = BootSpec(
-        qemu=defaults.qemu, kernel=bzimage, initrd=image.path, cmdline=cmdline, mem_mib=mem,
-        cpus=cpus, cpu_model=defaults.cpu, machine=defaults.machine,
+        qemu=defaults.qemu,
+        kernel=bzimage,
+        initrd=image.path,
+        cmdline=cmdline,
+        mem_mib=mem,
+        cpus=cpus,
+        cpu_model=defaults.cpu,
+        machine=defaults.machine,
         accel=accel,
-        icount=opts.icount, console_log=instance.console_log,
-        agent_socket=instance.agent_socket, qmp_socket=instance.qmp_socket,
+        icount=opts.icount,
+        console_log=instance.console_log,
+        agent_socket=instance.agent_socket,
+        qmp_socket=instance.qmp_socket,
     )
     meta = {
         "config": config.name,
@@ -104,7 +115,10 @@ def provision(plan: BootPlan) -> tuple[BootPlan, KernelArtifact]:
     kernel = provider_for(desc).ensure(desc)
     initrd = ensure_image(plan.image)
     accel = plan.spec.accel
-    if plan.meta["accel_requested"] == "auto" and accel_mod.requested_accel("auto", plan.spec.icount) == "auto":
+    if (
+        plan.meta["accel_requested"] == "auto"
+        and accel_mod.requested_accel("auto", plan.spec.icount) == "auto"
+    ):
         accel = accel_mod.probe_kvm(plan.meta["qemu_version"], kernel, initrd)
     spec = replace(plan.spec, kernel=kernel.bzimage, initrd=initrd, accel=accel)
     meta = {**plan.meta, "accel": accel, "kernel": kernel.meta}

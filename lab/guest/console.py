@@ -18,7 +18,13 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("oops", re.compile(r"\bOops: .*")),
     ("bug", re.compile(r"\bBUG: .*|kernel BUG at .*")),
     ("general-protection", re.compile(r"general protection fault.*")),
-    ("lockdep", re.compile(r"WARNING: (possible circular locking dependency|possible recursive locking|inconsistent lock state).*")),
+    (
+        "lockdep",
+        re.compile(
+            r"WARNING: (possible circular locking dependency|possible recursive locking"
+            r"|inconsistent lock state).*"
+        ),
+    ),
     ("warning", re.compile(r"WARNING: CPU: \d+ PID: \d+ at .*")),
     ("hung-task", re.compile(r"INFO: task .* blocked for more than \d+ seconds.*")),
     ("rcu-stall", re.compile(r"rcu: INFO: .* detected stalls.*")),

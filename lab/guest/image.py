@@ -75,8 +75,10 @@ class ImagePlan:
         if self.cached:
             return [f"image: initramfs {self.key[:16]} (cached in {self.path})"]
         lines = [f"image: download {self.busybox.spec} ({self.busybox.size / 1e6:.1f} MB)"]
-        lines += [f"image: build {g} from {s.relative_to(repo_root())} (gcc {' '.join(CFLAGS)})"
-                  for g, s in self.programs.items()]
+        lines += [
+            f"image: build {g} from {s.relative_to(repo_root())} (gcc {' '.join(CFLAGS)})"
+            for g, s in self.programs.items()
+        ]
         return lines + [f"image: write {self.path}"]
 
 
@@ -105,7 +107,9 @@ def plan_image() -> ImagePlan:
 
 
 def _compile(src: Path, out: Path) -> None:
-    proc = subprocess.run(["gcc", *CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["gcc", *CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise LabError(f"building {src.name} failed:\n{proc.stderr.strip()}")
 
@@ -119,8 +123,10 @@ def ensure_image(plan: ImagePlan) -> Path:
         plan.path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=plan.path.parent) as tmp:
             extract_deb(deb, Path(tmp) / "bb")
-            entries = [CpioEntry(d, 0o040755) for d in
-                       ("bin", "sbin", "dev", "proc", "sys", "tmp", "workloads", "etc", "root")]
+            entries = [
+                CpioEntry(d, 0o040755)
+                for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "workloads", "etc", "root")
+            ]
             entries += [
                 CpioEntry("dev/console", 0o020600, rdev=(5, 1)),
                 CpioEntry("init", 0o100755, plan.init.read_bytes()),

@@ -57,7 +57,9 @@ def kernel_cmdline(args: list[str] | tuple[str, ...]) -> str:
             )
     line = " ".join(args)
     if len(line) >= MAX_CMDLINE:
-        raise UsageError(f"kernel command line is {len(line)} bytes; the limit is {MAX_CMDLINE - 1}")
+        raise UsageError(
+            f"kernel command line is {len(line)} bytes; the limit is {MAX_CMDLINE - 1}"
+        )
     return line
 
 
@@ -74,23 +76,38 @@ def build_qemu_argv(spec: BootSpec) -> list[str]:
     cpus = 1 if spec.icount else spec.cpus
     argv = [
         spec.qemu,
-        "-name", "ukva-lab",
-        "-machine", spec.machine,
-        "-accel", spec.accel,
-        "-cpu", spec.cpu_model,
-        "-m", f"{spec.mem_mib}M",
-        "-smp", str(cpus),
+        "-name",
+        "ukva-lab",
+        "-machine",
+        spec.machine,
+        "-accel",
+        spec.accel,
+        "-cpu",
+        spec.cpu_model,
+        "-m",
+        f"{spec.mem_mib}M",
+        "-smp",
+        str(cpus),
         "-nodefaults",
-        "-display", "none",
+        "-display",
+        "none",
         "-no-reboot",
-        "-kernel", str(spec.kernel),
-        "-initrd", str(spec.initrd),
-        "-append", spec.cmdline,
-        "-chardev", f"file,id=console,path={spec.console_log},append=on",
-        "-serial", "chardev:console",
-        "-chardev", f"socket,id=agent,path={spec.agent_socket},server=on,wait=off",
-        "-serial", "chardev:agent",
-        "-qmp", f"unix:{spec.qmp_socket},server=on,wait=off",
+        "-kernel",
+        str(spec.kernel),
+        "-initrd",
+        str(spec.initrd),
+        "-append",
+        spec.cmdline,
+        "-chardev",
+        f"file,id=console,path={spec.console_log},append=on",
+        "-serial",
+        "chardev:console",
+        "-chardev",
+        f"socket,id=agent,path={spec.agent_socket},server=on,wait=off",
+        "-serial",
+        "chardev:agent",
+        "-qmp",
+        f"unix:{spec.qmp_socket},server=on,wait=off",
     ]
     if spec.icount:
         argv += ["-icount", "shift=0,sleep=off"]

@@ -135,7 +135,10 @@ class Guest:
         argv = build_qemu_argv(spec)
         with instance.qemu_stderr.open("w") as err:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
                 start_new_session=True,  # Ctrl-C reaches the lab, which then stops QEMU itself
             )
         t0 = time.monotonic()

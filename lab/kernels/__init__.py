@@ -42,8 +42,11 @@ def load_artifact(name: str, directory: Path) -> KernelArtifact | None:
         return None
     sm, cfg = directory / "System.map", directory / "config"
     return KernelArtifact(
-        name=name, bzimage=bz, system_map=sm if sm.is_file() else None,
-        config=cfg if cfg.is_file() else None, meta=json.loads(meta_path.read_text()),
+        name=name,
+        bzimage=bz,
+        system_map=sm if sm.is_file() else None,
+        config=cfg if cfg.is_file() else None,
+        meta=json.loads(meta_path.read_text()),
     )
 
 

@@ -49,9 +49,7 @@ class DebianPackageKernel:
         with ui.step(f"Downloading {pkg.name} {pkg.version} ({pkg.size / 1e6:.0f} MB)"):
             deb = fetch_deb(pkg)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        with ui.step(f"Unpacking {deb.name}"), tempfile.TemporaryDirectory(
-            dir=entry.parent
-        ) as tmp:
+        with ui.step(f"Unpacking {deb.name}"), tempfile.TemporaryDirectory(dir=entry.parent) as tmp:
             unpacked, out = Path(tmp) / "x", Path(tmp) / "entry"
             extract_deb(deb, unpacked)
             boot = unpacked / "boot"
@@ -61,7 +59,10 @@ class DebianPackageKernel:
             release = vmlinuz[0].name.removeprefix("vmlinuz-")
             out.mkdir()
             shutil.copy(vmlinuz[0], out / "bzImage")
-            for src, dst in ((f"System.map-{release}", "System.map"), (f"config-{release}", "config")):
+            for src, dst in (
+                (f"System.map-{release}", "System.map"),
+                (f"config-{release}", "config"),
+            ):
                 if (boot / src).is_file():
                     shutil.copy(boot / src, out / dst)
             meta = {

@@ -118,9 +118,13 @@ def load_probe_set(path: Path | None = None) -> list[ProbeSpec]:
             raise UsageError(f"{sym} is inline and cannot be probed: use {INLINE_HINTS[sym]}")
         probes.append(
             ProbeSpec(
-                name=name, kind=kind, group=entry.get("group", "other"),
-                help=entry.get("help", ""), symbol=entry.get("symbol", name if kind == "kprobe" else ""),
-                tracepoint=entry.get("tracepoint", ""), key=entry.get("key", ""),
+                name=name,
+                kind=kind,
+                group=entry.get("group", "other"),
+                help=entry.get("help", ""),
+                symbol=entry.get("symbol", name if kind == "kprobe" else ""),
+                tracepoint=entry.get("tracepoint", ""),
+                key=entry.get("key", ""),
             )
         )
     names = [p.name for p in probes]

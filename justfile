@@ -1,0 +1,41 @@
+# ukva-lab tasks. `./setup.sh` first (it installs just itself into .venv).
+set shell := ["bash", "-euo", "pipefail", "-c"]
+export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
+
+# list the recipes
+default:
+    @just --list
+
+# install system packages (apt) and the lab into .venv
+setup:
+    ./setup.sh
+
+# the main job: boot highpte, trace forkstorm on highpte and lowpte, write a dashboard
+demo procs="1000" repeat="3":
+    lab up --config highpte
+    lab status
+    lab down
+    lab trace --workload forkstorm --config highpte,lowpte --repeat {{repeat}} --param procs={{procs}}
+    lab dashboard "$(lab runs --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')" -o dashboards/demo.html
+
+# every test: fast host tests, then the tests that boot the real guest
+test:
+    pytest -q tests/host
+    pytest -q tests/guest
+
+# only the fast host tests (no QEMU)
+test-host:
+    pytest -q tests/host
+
+# lint and type-check
+check:
+    ruff check lab tests
+    mypy
+
+# warm `lab up` to ready vs a bare QEMU boot of the same kernel+initramfs (median of 5)
+bench-boot runs="5":
+    python3 benchmarks/bench_boot.py --runs {{runs}}
+
+# tracer overhead: forkstorm guest time with and without probes, under --icount
+bench-trace procs="1000" repeat="3":
+    python3 benchmarks/bench_trace_overhead.py --procs {{procs}} --repeat {{repeat}}

@@ -1,0 +1,5 @@
+"""``python -m lab`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up ukva-lab on a fresh Debian bookworm (or Ubuntu) x86_64 machine: system packages via
+# apt (needs root or sudo), then a Python virtualenv in .venv with the lab installed editable.
+# Safe to re-run. Downloads of kernels and builds happen later, into $XDG_CACHE_HOME/ukva-lab.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(
+  qemu-system-x86        # qemu-system-x86_64 runs the 32-bit PAE guest (TCG)
+  gcc gcc-multilib       # static i386 workload programs and the guest agent (gcc -m32 -static)
+  cpio                   # tests list the generated initramfs with cpio(1)
+  python3 python3-venv python3-dev
+  git ca-certificates
+  flex bison bc libelf-dev libssl-dev ccache make xz-utils   # kernel builds from linux-source-6.1
+)
+
+if ! dpkg --print-foreign-architectures | grep -qx i386; then
+  echo "setup: adding the i386 architecture to dpkg (32-bit guest packages)"
+  $SUDO dpkg --add-architecture i386
+fi
+# An index can fail to download while a mirror syncs; retry before giving up.
+for attempt in 1 2 3; do
+  if $SUDO apt-get update -q; then break; fi
+  [ "$attempt" = 3 ] && { echo "setup: apt-get update failed 3 times" >&2; exit 1; }
+  sleep 10
+done
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[test]'
+echo "setup: done. Commands: .venv/bin/lab --help   (or: .venv/bin/just --list)"

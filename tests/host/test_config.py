@@ -1,0 +1,51 @@
+"""Configurations, kernel descriptions and memory sizes are data, validated on load."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.config import list_configs, load_boot_defaults, load_config, parse_config_list
+from lab.errors import UsageError
+from lab.sizes import parse_mem_mib
+
+
+def test_shipped_configurations_load() -> None:
+    names = list_configs()
+    assert {"highpte", "lowpte"} <= set(names)
+    assert load_config("lowpte").cmdline == ("userpte=nohigh",)
+    assert load_config("highpte").cmdline == ()
+    assert load_config("highpte").kernel == load_config("lowpte").kernel
+
+
+def test_unknown_configuration_names_the_valid_ones() -> None:
+    with pytest.raises(UsageError, match="highpte, lowpte"):
+        load_config("nohighpte")
+    with pytest.raises(UsageError):
+        load_config("../configs/highpte")
+
+
+def test_config_list_rejects_duplicates_and_empty() -> None:
+    assert [c.name for c in parse_config_list("highpte, lowpte")] == ["highpte", "lowpte"]
+    with pytest.raises(UsageError, match="twice"):
+        parse_config_list("highpte,highpte")
+    with pytest.raises(UsageError):
+        parse_config_list(" , ")
+
+
+def test_boot_defaults_follow_facts() -> None:
+    d = load_boot_defaults()
+    assert d.qemu == "qemu-system-x86_64" and d.cpu == "Nehalem"
+    assert parse_mem_mib(d.mem) > 4096, "HighMem needs more than 4 GiB of guest RAM"
+
+
+@pytest.mark.parametrize(
+    "text,mib", [("8G", 8192), ("512M", 512), ("6144MiB", 6144), ("1.5G", 1536)]
+)
+def test_mem_sizes(text: str, mib: int) -> None:
+    assert parse_mem_mib(text) == mib
+
+
+@pytest.mark.parametrize("text", ["", "8", "8X", "-1G", "G", "128M", "100G", "8 G B"])
+def test_bad_mem_sizes(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_mem_mib(text)
