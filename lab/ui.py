@@ -19,6 +19,10 @@ out_console = Console(highlight=False)
 def step(description: str) -> Iterator[None]:
     """Show a spinner with elapsed time while a long step runs, then a ✓ line with its duration."""
     t0 = time.monotonic()
+    if not err_console.is_terminal:  # logs and CI: one line when done, no spinner frames
+        yield
+        err_console.print(f"✓ {description} ({time.monotonic() - t0:.1f} s)")
+        return
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
