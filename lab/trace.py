@@ -1,14 +1,16 @@
-"""Drive a trace: plan → guest (or model) → raw records on disk.
+"""Drive measurements: plan → guest (or model) → raw records on disk.
 
-One boot per configuration; every repeat of that configuration runs in that boot. Each repeat
-is appended to runs.jsonl as soon as it finishes, so an interrupted or failed trace keeps what
-it measured; the manifest says how the trace ended.
+A plan is a matrix: configurations × cells (one workload with its parameters and repeats).
+Each configuration boots once and runs every cell and repeat in that boot. Each repeat is
+appended to runs.jsonl as soon as it finishes, so an interrupted or failed run keeps what it
+measured, and re-running the same matrix into the same run directory skips what is recorded.
+``lab trace`` is a one-cell matrix; ``lab study`` reads the matrix from a plan file.
 """
 
 from __future__ import annotations
 
+import json
 import platform
-import shutil
 import subprocess
 import tempfile
 import time
@@ -31,19 +33,41 @@ from .results import SCHEMA, RunDir, new_run
 from .tracers import Measurement, ProbeSpec, TraceSession
 from .workloads import WorkloadSpec
 
-__all__ = ["TracePlan", "run_trace", "choose_backend", "host_facts", "git_commit"]
+__all__ = [
+    "Cell",
+    "Matrix",
+    "run_matrix",
+    "run_trace",
+    "start_run",
+    "choose_backend",
+    "host_facts",
+    "git_commit",
+    "record_key",
+    "booted_guest",
+]
 
 BACKENDS = ("auto", "ftrace", "sim")
 
 
 @dataclass(frozen=True)
-class TracePlan:
-    """What to run: configurations × one workload × repeats, with one backend."""
+class Cell:
+    """One workload with fixed parameters, measured ``repeat`` times per configuration."""
 
-    configs: list[GuestConfig]
     workload: WorkloadSpec
     params: dict[str, int]
     repeat: int
+
+    @property
+    def params_key(self) -> str:
+        return json.dumps(self.params, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """What to run: configurations × cells, with one backend, probe set and boot options."""
+
+    configs: list[GuestConfig]
+    cells: list[Cell]
     backend: str  # "ftrace" | "sim" (auto already resolved)
     probes: list[ProbeSpec]
     boot: BootOptions
@@ -55,20 +79,26 @@ class TracePlan:
             return "modelled"
         return "icount" if self.boot.icount else "realtime"
 
+    @property
+    def total_repeats(self) -> int:
+        return len(self.configs) * sum(c.repeat for c in self.cells)
+
+
+def record_key(config: str, workload: str, params: dict[str, Any] | str, repeat: int) -> tuple:
+    """Identifies one measurement in a run: what resume compares against."""
+    p = params if isinstance(params, str) else json.dumps(params, sort_keys=True)
+    return (config, workload, p, repeat)
+
 
 def git_commit() -> str | None:
     """The lab checkout's commit, with ``-dirty`` when it has uncommitted changes."""
     try:
+        git = ["git", "-C", str(repo_root())]
         head = subprocess.run(
-            ["git", "-C", str(repo_root()), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(repo_root()), "status", "--porcelain", "-uno"],
-            capture_output=True,
-            text=True,
+            [*git, "status", "--porcelain", "-uno"], capture_output=True, text=True
         ).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -99,121 +129,146 @@ def choose_backend(requested: str, can_boot: Callable[[], str | None]) -> str:
     return "sim"
 
 
-@contextmanager
-def _ftrace_session(plan: TracePlan, cfg: GuestConfig, run: RunDir) -> Iterator[TraceSession]:
-    from .tracers.ftrace import FtraceSession
+def _set_config_meta(run: RunDir, name: str, meta: dict[str, Any]) -> None:
+    configs = run.manifest().get("configs", {})
+    configs[name] = {**configs.get(name, {}), **meta}
+    run.update_manifest(configs=configs)
 
+
+@contextmanager
+def booted_guest(
+    cfg: GuestConfig, boot: BootOptions, timing: str, run: RunDir
+) -> Iterator[Guest]:
+    """Boot ``cfg`` for a run: its boot facts go into the manifest, its console into the run
+    directory (appended, so a resumed run keeps every boot's console), and it is powered off
+    whatever happens."""
     with tempfile.TemporaryDirectory(prefix="ukva-lab-", dir="/tmp") as tmp:
         inst = Instance(Path(tmp))
-        bp = plan_boot(cfg, plan.boot, inst)
-        bp, _kernel = provision(bp)
-        run.update_manifest(
-            configs={
-                **run.manifest().get("configs", {}),
-                cfg.name: {**bp.meta, "qemu_argv": build_qemu_argv(bp.spec)},
-            }
-        )
+        bp, _kernel = provision(plan_boot(cfg, boot, inst))
+        _set_config_meta(run, cfg.name, {**bp.meta, "qemu_argv": build_qemu_argv(bp.spec)})
         guest: Guest | None = None
         try:
             with ui.step(
-                f"Booting {cfg.name} ({bp.spec.accel}, {bp.meta['cpus']} vCPU, {plan.timing})"
+                f"Booting {cfg.name} ({bp.spec.accel}, {bp.meta['cpus']} vCPU, {timing})"
             ):
                 guest = Guest.boot(inst, bp.spec, bp.meta, bp.ready_timeout)
-            yield FtraceSession(guest)
+            yield guest
         finally:
             if guest is not None:
                 guest.shutdown(20)
             if inst.console_log.exists():
-                shutil.copy(inst.console_log, run.path / f"console-{cfg.name}.log")
+                with (run.path / f"console-{cfg.name}.log").open("ab") as out:
+                    out.write(inst.console_log.read_bytes())
 
 
 @contextmanager
-def _sim_session(plan: TracePlan, cfg: GuestConfig, run: RunDir) -> Iterator[TraceSession]:
+def _ftrace_session(m: Matrix, cfg: GuestConfig, run: RunDir) -> Iterator[TraceSession]:
+    from .tracers.ftrace import FtraceSession
+
+    with booted_guest(cfg, m.boot, m.timing, run) as guest:
+        yield FtraceSession(guest)
+
+
+@contextmanager
+def _sim_session(m: Matrix, cfg: GuestConfig, run: RunDir) -> Iterator[TraceSession]:
     from .tracers.sim import SimSession
 
-    run.update_manifest(
-        configs={
-            **run.manifest().get("configs", {}),
-            cfg.name: {
-                "config": cfg.name,
-                "kernel_name": cfg.kernel,
-                "cmdline": " ".join(cfg.cmdline),
-                "timing": plan.timing,
-                "simulated": True,
-            },
-        }
-    )
+    meta = {"config": cfg.name, "kernel_name": cfg.kernel, "cmdline": " ".join(cfg.cmdline),
+            "timing": m.timing, "simulated": True}
+    _set_config_meta(run, cfg.name, meta)
     yield SimSession(cfg.name)
 
 
 def _record(
-    plan: TracePlan, run: RunDir, cfg: GuestConfig, i: int, session: TraceSession, m: Measurement
+    m: Matrix, run: RunDir, cfg: GuestConfig, cell: Cell, i: int, session: TraceSession,
+    meas: Measurement,
 ) -> dict[str, Any]:
-    ops = int(m.report.get("ops", 0))
+    ops = int(meas.report.get("ops", 0))
     if ops <= 0:
-        raise LabError(f"workload {plan.workload.name} reported no completed operations")
+        raise LabError(f"workload {cell.workload.name} reported no completed operations")
     att = getattr(session, "attachment", None)
     return {
         "schema": SCHEMA,
         "run_id": run.run_id,
         "config": cfg.name,
-        "workload": plan.workload.name,
-        "params": plan.params,
+        "workload": cell.workload.name,
+        "params": cell.params,
         "repeat": i,
         "backend": session.backend,
         "simulated": session.simulated,
-        "timing": plan.timing,
-        "unit": plan.workload.unit,
+        "timing": m.timing,
+        "unit": cell.workload.unit,
         "units": ops,
-        "counts": m.counts,
+        "counts": meas.counts,
         "absent": att.absent if att else {},
-        "meminfo_before": m.meminfo_before,
-        "meminfo_after": m.meminfo_after,
-        "vmstat_delta": m.vmstat_delta,
-        "report": m.report,
-        "guest_elapsed_ns": m.guest_elapsed_ns,
-        "host": m.extra.get("host", {}),
+        "meminfo_before": meas.meminfo_before,
+        "meminfo_after": meas.meminfo_after,
+        "vmstat_delta": meas.vmstat_delta,
+        "report": meas.report,
+        "guest_elapsed_ns": meas.guest_elapsed_ns,
+        "host": meas.extra.get("host", {}),
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
-def run_trace(
-    plan: TracePlan,
-    results_root: Path | None = None,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
-) -> RunDir:
-    """Run the plan and return its run directory (also when it fails part-way)."""
+def start_run(m: Matrix, name: str, extra: dict[str, Any] | None = None,
+              results_root: Path | None = None) -> RunDir:
+    """Create the run directory and its manifest for matrix ``m``."""
+    first = m.cells[0]
     manifest = {
         "kind": "trace",
         "lab_version": __version__,
         "git_commit": git_commit(),
-        "workload": plan.workload.name,
-        "unit": plan.workload.unit,
-        "params": plan.params,
-        "repeat": plan.repeat,
-        "backend": plan.backend,
-        "simulated": plan.backend == "sim",
-        "timing": plan.timing,
-        "config_names": [c.name for c in plan.configs],
-        "probe_set": [asdict(p) for p in plan.probes],
+        "workload": first.workload.name if len(m.cells) == 1 else "study",
+        "workloads": sorted({c.workload.name for c in m.cells}),
+        "unit": first.workload.unit,
+        "params": first.params,
+        "repeat": first.repeat,
+        "cells": [{"workload": c.workload.name, "params": c.params, "repeat": c.repeat}
+                  for c in m.cells],
+        "backend": m.backend,
+        "simulated": m.backend == "sim",
+        "timing": m.timing,
+        "config_names": [c.name for c in m.configs],
+        "probe_set": [asdict(p) for p in m.probes],
         "host": host_facts(),
         "status": "running",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
     }
-    run = new_run(plan.workload.name, manifest, results_root)
-    opener = _sim_session if plan.backend == "sim" else _ftrace_session
-    argv = plan.workload.argv(plan.params)
+    return new_run(name, manifest, results_root)
+
+
+def run_matrix(
+    m: Matrix,
+    run: RunDir,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_skip: Callable[[int], None] | None = None,
+) -> RunDir:
+    """Measure every (configuration, cell, repeat) not yet in ``run``; boot once per config."""
+    done = {record_key(r["config"], r["workload"], r["params"], r["repeat"])
+            for r in run.records()}
+    opener = _sim_session if m.backend == "sim" else _ftrace_session
+    run.update_manifest(status="running")
     try:
-        for cfg in plan.configs:
-            with opener(plan, cfg, run) as session:
-                att = session.attach(plan.probes)
-                cfgs = run.manifest()["configs"]
-                cfgs[cfg.name].update(attached=att.attached, absent=att.absent, hints=att.hints)
-                run.update_manifest(configs=cfgs)
-                for i in range(plan.repeat):
-                    with ui.step(f"{cfg.name}: {plan.workload.name} repeat {i + 1}/{plan.repeat}"):
-                        m = session.measure(plan.workload.name, plan.params, argv)
-                    rec = _record(plan, run, cfg, i, session, m)
+        for cfg in m.configs:
+            todo = [(cell, i) for cell in m.cells for i in range(cell.repeat)
+                    if record_key(cfg.name, cell.workload.name, cell.params, i) not in done]
+            skipped = sum(c.repeat for c in m.cells) - len(todo)
+            if skipped and on_skip:
+                on_skip(skipped)
+            if not todo:
+                continue
+            with opener(m, cfg, run) as session:
+                att = session.attach(m.probes)
+                _set_config_meta(run, cfg.name, {"attached": att.attached, "absent": att.absent,
+                                                 "hints": att.hints})
+                for cell, i in todo:
+                    label = f"{cfg.name}: {cell.workload.name} repeat {i + 1}/{cell.repeat}"
+                    with ui.step(label):
+                        meas = session.measure(cell.workload.name, cell.params,
+                                               cell.workload.argv(cell.params))
+                    rec = _record(m, run, cfg, cell, i, session, meas)
                     run.append_record(rec)
                     if on_record:
                         on_record(rec)
@@ -229,3 +284,10 @@ def run_trace(
         raise
     run.update_manifest(status="complete", ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return run
+
+
+def run_trace(m: Matrix, results_root: Path | None = None,
+              on_record: Callable[[dict[str, Any]], None] | None = None) -> RunDir:
+    """Run a fresh matrix into a new run directory and return it (also when it fails)."""
+    run = start_run(m, m.cells[0].workload.name, results_root=results_root)
+    return run_matrix(m, run, on_record)

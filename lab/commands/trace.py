@@ -78,7 +78,7 @@ def trace(
     ] = False,
 ) -> None:
     """Count kmaps, page-table pages and TLB flushes while a workload runs, per configuration."""
-    from ..trace import TracePlan, choose_backend, run_trace
+    from ..trace import Cell, Matrix, choose_backend, run_trace
 
     if not 1 <= repeat <= 1000:
         raise UsageError(f"--repeat {repeat} out of range: 1 to 1000")
@@ -90,7 +90,7 @@ def trace(
         mem_mib=parse_mem_mib(mem), cpus=cpus, icount=icount, append=tuple(append or ())
     )
     chosen = choose_backend(backend, _can_boot)
-    plan = TracePlan(configs, spec, params, repeat, chosen, probe_set, boot)
+    plan = Matrix(configs, [Cell(spec, params, repeat)], chosen, probe_set, boot)
     run = run_trace(plan)
     if json_out:
         print_json(_show_data(run.run_id))
@@ -118,42 +118,65 @@ def _fmt_cell(cell: dict[str, Any]) -> str:
     return f"{mean:,.1f} ±{(hi - lo) / 2:,.1f}" + (" (noisy)" if cell.get("noisy") else "")
 
 
+def _comparisons(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[str]:
+    """Relative difference of each config against the first, with Welch's p, per headline."""
+    from ..stats import guest_ns_per_unit, per_unit, welch
+
+    if len(rows) < 2:
+        return []
+    base = rows[0]["config"]
+    lines = []
+
+    def recs(cfg: str) -> list[dict[str, Any]]:
+        return [r for r in records if r["config"] == cfg and r["workload"] == rows[0]["workload"]
+                and r["params"] == rows[0]["params"]]
+
+    for row in rows[1:]:
+        parts = []
+        for label, get in (("highmem kmaps", lambda rs: per_unit(rs, "__kmap_local_pfn_prot")),
+                           ("guest time", guest_ns_per_unit)):
+            a, b = get(recs(base)), get(recs(row["config"]))
+            if a is None or b is None or len(a) < 2 or len(b) < 2:
+                continue
+            rel, p = welch(a, b)
+            parts.append(f"{label} {rel:+.1%} (Welch p={p:.2g})")
+        if parts:
+            lines.append(f"{row['config']} vs {base}: " + ", ".join(parts))
+    return lines
+
+
 def _print_show(run_id: str) -> None:
     from rich.table import Table
 
     data = _show_data(run_id)
     m = data["manifest"]
-    rows = data["summary"]
-    sim = any(r["simulated"] for r in rows) or m.get("simulated")
-    title = (
-        f"{m.get('workload')} {m.get('params')} — per {m.get('unit')}, mean ±95% CI half-width "
-        f"over repeats — {m.get('backend')}, {m.get('timing')}" + (" — SIMULATED" if sim else "")
-    )
-    table = Table(title=title, title_justify="left")
-    table.add_column("counter")
-    for r in rows:
-        table.add_column(f"{r['config']} (n={r['n']})", justify="right")
-    names = sorted(
-        {n for r in rows for n in r["counters"]},
-        key=lambda n: (HEADLINE.index(n) if n in HEADLINE else len(HEADLINE), n),
-    )
-    for name in names:
-        table.add_row(name, *[_fmt_cell(r["counters"].get(name, {"absent": ""})) for r in rows])
-    table.add_row(
-        "guest µs",
-        *[
-            _fmt_cell(
-                {
-                    k: (v / 1000 if isinstance(v, float) else v)
-                    for k, v in r["guest_ns_per_unit"].items()
-                }
-            )
-            for r in rows
-        ],
-    )
-    for key in ("PageTables", "LowFree"):
-        table.add_row(f"Δ{key} kB (run)", *[_fmt_cell(r["meminfo_change_kb"][key]) for r in rows])
-    ui.out_console.print(table)
+    records = open_run(run_id).records()
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in data["summary"]:
+        groups.setdefault(f"{r['workload']} {r['params']}", []).append(r)
+    for label, rows in groups.items():
+        sim = any(r["simulated"] for r in rows)
+        title = (f"{label} — per {rows[0]['unit']}, mean ±95% CI half-width over repeats — "
+                 f"{m.get('backend')}, {m.get('timing')}" + (" — SIMULATED" if sim else ""))
+        table = Table(title=title, title_justify="left")
+        table.add_column("counter")
+        for r in rows:
+            table.add_column(f"{r['config']} (n={r['n']})", justify="right")
+        names = sorted(
+            {n for r in rows for n in r["counters"]},
+            key=lambda n: (HEADLINE.index(n) if n in HEADLINE else len(HEADLINE), n),
+        )
+        for name in names:
+            table.add_row(name, *[_fmt_cell(r["counters"].get(name, {"absent": ""})) for r in rows])
+        table.add_row("guest µs", *[
+            _fmt_cell({k: (v / 1000 if isinstance(v, float) else v)
+                       for k, v in r["guest_ns_per_unit"].items()}) for r in rows])
+        for key in ("PageTables", "LowFree"):
+            table.add_row(f"Δ{key} kB (run)",
+                          *[_fmt_cell(r["meminfo_change_kb"][key]) for r in rows])
+        ui.out_console.print(table)
+        for line in _comparisons(rows, records):
+            ui.out_console.print(line)
     if m.get("status") != "complete":
         ui.warn(f"run status: {m.get('status')}")
 
@@ -229,9 +252,85 @@ def dashboard(
     ui.out_console.print(f"dashboard written: {path}")
 
 
+@cli_errors
+def study(
+    plan_file: Annotated[Path, typer.Argument(help="A study plan, e.g. analysis/highpte-cost.toml.")],
+    backend: Annotated[str | None, typer.Option(help="Override the plan's backend: ftrace, sim, auto.")] = None,
+    new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the study's summary as JSON.")] = False,
+) -> None:
+    """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration.
+
+    Re-running an interrupted study resumes it: finished cells are skipped, nothing is lost.
+    """
+    from dataclasses import replace
+
+    from ..study import find_resumable, load_plan
+    from ..trace import choose_backend, run_matrix, start_run
+
+    plan = load_plan(plan_file, backend)
+    m = replace(plan.matrix, backend=choose_backend(plan.matrix.backend, _can_boot))
+    run = None if new else find_resumable(plan)
+    if run is None:
+        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan_file),
+                                       "plan_name": plan.name, "plan_digest": plan.digest,
+                                       "description": plan.description})
+    else:
+        ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
+    with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
+        run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
+    if json_out:
+        print_json(_show_data(run.run_id))
+    else:
+        _print_show(run.run_id)
+        ui.out_console.print(f"study {plan.name} recorded in {run.path}")
+
+
+@cli_errors
+def profile(
+    workload: Annotated[str, typer.Option(help=f"Workload: {', '.join(list_workloads())}.")] = "forkstorm",
+    config: Annotated[str, typer.Option(help="Two configurations A,B: rows are B minus A.")] = "highpte,lowpte",
+    param: Annotated[list[str] | None, typer.Option(help="Workload parameter NAME=VALUE (repeatable).")] = None,
+    repeat: Annotated[int, typer.Option(help="Workload runs per configuration (ticks add up).")] = 3,
+    icount: Annotated[bool, typer.Option(help="Deterministic guest time (1 vCPU).")] = False,
+    top: Annotated[int, typer.Option(help="Rows to print from each end.")] = 15,
+    json_out: Annotated[bool, typer.Option("--json", help="Print profile.json.")] = False,
+) -> None:
+    """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A."""
+    import json
+
+    from ..profile import run_profile
+
+    if not 1 <= repeat <= 100 or top < 1:
+        raise UsageError("--repeat must be 1..100 and --top at least 1")
+    spec = load_workload(workload)
+    params = spec.resolve(parse_param_args(param or []))
+    configs = parse_config_list(config)
+    if len(configs) != 2:
+        raise UsageError(f"--config needs exactly two configurations A,B, got {config!r}")
+    run = run_profile(configs, spec, params, repeat, BootOptions(icount=icount))
+    data = json.loads((run.path / "profile.json").read_text())
+    if json_out:
+        print_json(data)
+        return
+    a, b = data["configs"]
+    rows = data["rows"]
+    tot = data["totals"]
+    ui.out_console.print(
+        f"{workload} {params} ×{repeat}: {a} {tot[a]['ticks']} ticks, {b} {tot[b]['ticks']} ticks "
+        f"(kernel-mode timer ticks; run {run.run_id})")
+    for label, part in ((f"largest increases ({b} − {a})", rows[:top]),
+                        (f"largest decreases ({b} − {a})", list(reversed(rows[-top:])))):
+        ui.out_console.print(f"\n{label}:")
+        for r in part:
+            ui.out_console.print(f"  {r['delta']:+7d}  {r['symbol']:<40} {r['a_ticks']:>7} → {r['b_ticks']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the root app."""
     app.command("trace")(trace)
     app.command("runs")(runs)
     app.command("show")(show)
     app.command("dashboard")(dashboard)
+    app.command("study")(study)
+    app.command("profile")(profile)

@@ -1,0 +1,148 @@
+"""Differential kernel profiles in the style of the 2003 UKVA post: ticks per symbol, B − A.
+
+The guest boots with ``profile=2`` (the kernel's readprofile sampler: one counter per 4 bytes
+of kernel text, bumped on every timer tick that lands there). After resetting /proc/profile
+the workload runs; the buffer is read back gzip'd and symbolised with the guest's own
+/proc/kallsyms. Why kallsyms and not System.map: Debian's image package ships a placeholder
+System.map, and kallsyms already carries any KASLR offset.
+
+/proc/profile layout (kernel/profile.c, read_profile): one ``unsigned int`` sample step
+(1 << prof_shift) then prof_len counters; counter i covers [_stext + i*step, +step).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import LabError
+
+__all__ = ["RawProfile", "parse_profile", "parse_kallsyms_text", "symbolize", "diff_profiles",
+           "PROFILE_ARG", "collect_script", "decode_gz", "run_profile"]
+
+PROFILE_ARG = "profile=2"
+
+
+@dataclass(frozen=True)
+class RawProfile:
+    """The sample step in bytes and the per-bucket tick counts."""
+
+    step: int
+    counts: tuple[int, ...]
+
+
+def parse_profile(data: bytes) -> RawProfile:
+    """Decode /proc/profile (little-endian 32-bit words on i386)."""
+    if len(data) < 8 or len(data) % 4:
+        raise LabError(f"/proc/profile has {len(data)} bytes: not a profile buffer")
+    words = struct.unpack(f"<{len(data) // 4}I", data)
+    step = words[0]
+    if step == 0 or step & (step - 1):
+        raise LabError(f"/proc/profile step {step} is not a power of two")
+    return RawProfile(step, tuple(words[1:]))
+
+
+def parse_kallsyms_text(text: str) -> tuple[int, list[int], list[str]]:
+    """(_stext address, sorted text addresses, their names) from /proc/kallsyms lines."""
+    syms: list[tuple[int, str]] = []
+    stext = None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in ("t", "T"):
+            addr = int(parts[0], 16)
+            syms.append((addr, parts[2]))
+            if parts[2] == "_stext":
+                stext = addr
+    if stext is None or not syms:
+        raise LabError("kallsyms has no _stext: cannot place the profile (are addresses hidden?)")
+    syms.sort()
+    return stext, [a for a, _ in syms], [n for _, n in syms]
+
+
+def symbolize(profile: RawProfile, kallsyms_text: str) -> dict[str, int]:
+    """Ticks per kernel symbol."""
+    stext, addrs, names = parse_kallsyms_text(kallsyms_text)
+    ticks: Counter[str] = Counter()
+    for i, n in enumerate(profile.counts):
+        if n:
+            addr = stext + i * profile.step
+            j = bisect.bisect_right(addrs, addr) - 1
+            ticks[names[j] if j >= 0 else "?"] += n
+    return dict(ticks)
+
+
+def diff_profiles(a: dict[str, int], b: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows {symbol, a_ticks, b_ticks, delta = b − a}, largest delta first."""
+    rows = [{"symbol": s, "a_ticks": a.get(s, 0), "b_ticks": b.get(s, 0),
+             "delta": b.get(s, 0) - a.get(s, 0)} for s in set(a) | set(b)]
+    rows = [r for r in rows if r["delta"]]
+    return sorted(rows, key=lambda r: (-r["delta"], r["symbol"]))
+
+
+def collect_script() -> str:
+    """Guest shell: the profile buffer then the text symbols, each gzip'd, length-prefixed."""
+    return ("p=$(gzip -c /proc/profile | base64 -w0); "
+            "k=$(grep -i ' t ' /proc/kallsyms | gzip -c | base64 -w0); "
+            "echo \"$p\"; echo \"$k\"")
+
+
+def decode_gz(b64: str) -> bytes:
+    """Undo ``gzip -c | base64`` from the guest."""
+    import base64
+
+    return gzip.decompress(base64.b64decode(b64))
+
+
+def run_profile(
+    configs: list[Any], workload: Any, params: dict[str, int], repeat: int, boot: Any,
+) -> Any:
+    """Profile ``workload`` on each configuration (one boot each); write profile.json; return
+    the run directory. The first configuration is A, the second B: rows are B − A."""
+    from dataclasses import replace
+
+    from . import ui
+    from .results import write_json_atomic
+    from .trace import Cell, Matrix, booted_guest, git_commit, host_facts, start_run
+    from .workloads import parse_report
+
+    if len(configs) != 2:
+        raise LabError("lab profile compares exactly two configurations: --config A,B")
+    boot = replace(boot, append=(*boot.append, PROFILE_ARG))
+    m = Matrix(configs, [Cell(workload, params, repeat)], "profile", [], boot)
+    run = start_run(m, f"profile-{workload.name}", {"kind": "profile"})
+    per_config: dict[str, dict[str, int]] = {}
+    totals: dict[str, dict[str, int]] = {}
+    argv = workload.argv(params)
+    for cfg in configs:
+        with booted_guest(cfg, boot, m.timing, run) as guest:
+            reset = guest.exec(["sh", "-c", "echo 0 > /proc/profile"], timeout=60)
+            if reset.rc != 0:
+                raise LabError(f"cannot reset /proc/profile: {reset.stderr.strip()}")
+            ops = 0
+            for i in range(repeat):
+                with ui.step(f"{cfg.name}: {workload.name} repeat {i + 1}/{repeat} (profiling)"):
+                    res = guest.exec(argv)
+                if res.rc != 0:
+                    raise LabError(f"{workload.name} failed in the guest: {res.stderr[-300:]}")
+                ops += int(parse_report(res.stdout)["ops"])
+            got = guest.exec(["sh", "-c", collect_script()], timeout=300)
+            lines = [x for x in got.stdout.splitlines() if x.strip()]
+            if got.rc != 0 or len(lines) != 2:
+                raise LabError(f"cannot read /proc/profile: {got.stderr.strip()[-200:]}")
+            ticks = symbolize(parse_profile(decode_gz(lines[0])), decode_gz(lines[1]).decode())
+        per_config[cfg.name] = ticks
+        totals[cfg.name] = {"ticks": sum(ticks.values()), "ops": ops}
+        write_json_atomic(run.path / f"profile-{cfg.name}.json",
+                          {"config": cfg.name, "ops": ops, "ticks": ticks})
+    a, b = (c.name for c in configs)
+    write_json_atomic(run.path / "profile.json", {
+        "configs": [a, b], "workload": workload.name, "params": params, "repeat": repeat,
+        "totals": totals, "rows": diff_profiles(per_config[a], per_config[b]),
+        "sampler": f"readprofile ({PROFILE_ARG}, timer ticks in kernel mode)",
+    })
+    run.update_manifest(status="complete", git_commit=git_commit(), host=host_facts())
+    return run

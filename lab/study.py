@@ -1,0 +1,107 @@
+"""Studies: a plan file names configurations × workloads × parameters × repeats × timing.
+
+``lab study analysis/PLAN.toml`` runs the matrix with one boot per configuration and writes one
+run directory. Running the same plan again resumes its newest unfinished run: cells already in
+runs.jsonl are skipped, nothing recorded is lost. "The same plan" means the same resolved
+content (its hash), not the same file name, so an edited plan starts a new run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import parse_config_list
+from .errors import UsageError
+from .guest.boot import BootOptions
+from .results import RunDir, list_runs
+from .sizes import parse_mem_mib
+from .trace import Cell, Matrix
+from .tracers import load_probe_set
+
+__all__ = ["StudyPlan", "load_plan", "find_resumable"]
+
+_TOP_KEYS = {"name", "description", "configs", "timing", "cpus", "mem", "repeat", "backend",
+             "append", "probes", "cell"}
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A parsed plan: its matrix (backend still possibly "auto"), name and content hash."""
+
+    name: str
+    description: str
+    path: Path
+    matrix: Matrix
+    digest: str
+
+
+def _resolved(data: dict[str, Any], cells: list[Cell], opts: BootOptions) -> dict[str, Any]:
+    return {
+        "configs": list(data["configs"]),
+        "cells": [{"workload": c.workload.name, "params": c.params, "repeat": c.repeat}
+                  for c in cells],
+        "timing": data.get("timing", "icount"), "mem_mib": opts.mem_mib, "cpus": opts.cpus,
+        "append": list(opts.append), "backend": data.get("backend", "auto"),
+        "probes": data.get("probes"),
+    }
+
+
+def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
+    """Read and validate a plan; every error names the plan file and the bad key."""
+    from .workloads import load_workload
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise UsageError(f"cannot read plan {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML: {e}") from e
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise UsageError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(_TOP_KEYS)})")
+    if not data.get("configs") or not data.get("cell"):
+        raise UsageError(f"{path}: a plan needs 'configs' and at least one [[cell]]")
+    timing = data.get("timing", "icount")
+    if timing not in ("icount", "realtime"):
+        raise UsageError(f"{path}: timing must be 'icount' or 'realtime', not {timing!r}")
+    configs = parse_config_list(",".join(data["configs"]))
+    default_repeat = int(data.get("repeat", 3))
+    cells = []
+    for n, raw in enumerate(data["cell"], 1):
+        if "workload" not in raw:
+            raise UsageError(f"{path}: cell {n} has no 'workload'")
+        spec = load_workload(str(raw["workload"]))
+        repeat = int(raw.get("repeat", default_repeat))
+        if not 1 <= repeat <= 100:
+            raise UsageError(f"{path}: cell {n}: repeat {repeat} out of range 1..100")
+        params = spec.resolve({k: str(v) for k, v in raw.get("params", {}).items()})
+        cells.append(Cell(spec, params, repeat))
+    opts = BootOptions(
+        mem_mib=parse_mem_mib(str(data.get("mem", "8G"))),
+        cpus=1 if timing == "icount" else int(data.get("cpus", 2)),
+        icount=timing == "icount",
+        append=tuple(str(a) for a in data.get("append", [])),
+    )
+    probes = load_probe_set(path.parent / data["probes"] if data.get("probes") else None)
+    chosen = backend or str(data.get("backend", "auto"))
+    resolved = _resolved(data, cells, opts)
+    resolved["backend"] = chosen
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+    return StudyPlan(
+        name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+        path=path, matrix=Matrix(configs, cells, chosen, probes, opts), digest=digest,
+    )
+
+
+def find_resumable(plan: StudyPlan, root: Path | None = None) -> RunDir | None:
+    """The newest unfinished run of exactly this plan, if any."""
+    for run in list_runs(root):
+        m = run.manifest()
+        if m.get("plan_digest") == plan.digest and m.get("status") != "complete":
+            return run
+    return None
