@@ -7,9 +7,12 @@ interrupted trace keeps every repeat that finished; the manifest is replaced ato
 One runs.jsonl record (schema 1) has these keys:
   schema, run_id, config, workload, params, repeat, backend, simulated, timing,
   unit, units, counts{name: int}, absent{name: why}, meminfo_before{k: kB},
-  meminfo_after{k: kB}, vmstat_delta{k: int}, report{...}, guest_elapsed_ns, host{...},
-  recorded_at
+  meminfo_after{k: kB}, vmstat_delta{k: int}, report{...}, guest_elapsed_ns,
+  probed_elapsed_ns, probe_overhead, host{...}, recorded_at
 Counts are raw totals over the repeat; divide by ``units`` for per-unit figures.
+guest_elapsed_ns comes from a run of the same workload with the probes detached (ftrace
+backend): probes cost time, and more of it where they fire more. probed_elapsed_ns is the
+counted run's own time; probe_overhead = probed / clean.
 """
 
 from __future__ import annotations

@@ -206,6 +206,8 @@ def _record(
         "vmstat_delta": meas.vmstat_delta,
         "report": meas.report,
         "guest_elapsed_ns": meas.guest_elapsed_ns,
+        "probed_elapsed_ns": meas.extra.get("probed_elapsed_ns"),
+        "probe_overhead": meas.extra.get("probe_overhead"),
         "host": meas.extra.get("host", {}),
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -15,6 +15,7 @@ from lab.tracers.ftrace import (
     parse_kprobe_profile,
     parse_preflight,
     setup_script,
+    toggle_script,
 )
 
 
@@ -116,3 +117,12 @@ def test_inline_symbol_gets_a_hint(tmp_path: Path) -> None:
     f.write_text('[[probe]]\nsymbol = "kmap_atomic"\n')
     with pytest.raises(UsageError, match="__kmap_local_page_prot"):
         load_probe_set(f)
+
+
+def test_toggle_detaches_kprobes_and_triggers() -> None:
+    attached = ["__kmap_local_pfn_prot", "tlb_flush"]
+    off = toggle_script(PROBES, attached, False)
+    on = toggle_script(PROBES, attached, True)
+    assert "echo 0 > events/ukvalab/enable" in off and "echo 1 > events/ukvalab/enable" in on
+    assert "'!hist:keys=reason" in off and "'hist:keys=reason" in on
+    assert "nope" not in off, "probes that never attached are left alone"
