@@ -5,14 +5,31 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from ..errors import EXIT_INTERRUPTED, LabError
 from ..ui import err_console
 
-__all__ = ["cli_errors", "print_json"]
+__all__ = [
+    "cli_errors",
+    "print_json",
+    "MemOpt",
+    "CpusOpt",
+    "IcountOpt",
+    "AppendOpt",
+    "JsonOpt",
+]
+
+# The boot options `lab up`, `lab trace` and `lab profile` share, spelled once.
+MemOpt = Annotated[str, typer.Option(help="Guest RAM, e.g. 8G; above 4G is what makes HighMem.")]
+CpusOpt = Annotated[int, typer.Option(help="vCPUs (forced to 1 with --icount).")]
+IcountOpt = Annotated[
+    bool, typer.Option(help="Deterministic guest time: -icount shift=0,sleep=off, 1 vCPU (TCG).")
+]
+AppendOpt = Annotated[list[str] | None, typer.Option(help="Extra kernel argument (repeatable).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

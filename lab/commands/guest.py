@@ -17,7 +17,7 @@ from ..guest.qemu import build_qemu_argv, format_argv
 from ..guest.vm import Guest
 from ..parsing import parse_meminfo
 from ..sizes import parse_mem_mib
-from .common import cli_errors, print_json
+from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
 
 __all__ = ["up", "status", "exec_cmd", "down", "guest_status"]
 
@@ -39,19 +39,13 @@ def up(
     config: Annotated[
         str, typer.Option(help=f"Configuration under vm/configs/: {', '.join(list_configs())}.")
     ] = "highpte",
-    mem: Annotated[
-        str, typer.Option(help="Guest RAM, e.g. 8G; above 4G is what makes HighMem.")
-    ] = "8G",
-    cpus: Annotated[int, typer.Option(help="vCPUs (forced to 1 with --icount).")] = 2,
-    icount: Annotated[
-        bool, typer.Option(help="Deterministic guest time: -icount shift=0,sleep=off, 1 vCPU.")
-    ] = False,
+    mem: MemOpt = "8G",
+    cpus: CpusOpt = 2,
+    icount: IcountOpt = False,
     accel: Annotated[
         str, typer.Option(help="auto (KVM only if a probe boot works), tcg or kvm.")
     ] = "auto",
-    append: Annotated[
-        list[str] | None, typer.Option(help="Extra kernel argument (repeatable).")
-    ] = None,
+    append: AppendOpt = None,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds to wait for the agent (default: vm/guest.toml).")
     ] = None,
@@ -62,9 +56,7 @@ def up(
             help="Print the QEMU command and what would be fetched or built; do nothing.",
         ),
     ] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the guest's state as JSON.")
-    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Provision and boot the 32-bit PAE guest; return once its agent answers."""
     cfg = load_config(config)
@@ -153,7 +145,7 @@ def guest_status(guest: Guest | None) -> dict[str, Any]:
 
 @cli_errors
 def status(
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Is the guest running? Its configuration, kernel, uptime, memory and QEMU's CPU and RSS."""
     inst = default_instance()
@@ -191,9 +183,7 @@ def exec_cmd(
     timeout: Annotated[
         float, typer.Option(help="Kill the command after this many seconds (0: never).")
     ] = 0,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print rc, stdout, stderr and time as JSON.")
-    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run a command in the guest; its stdout, stderr and exit code come back."""
     if timeout < 0:

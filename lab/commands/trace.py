@@ -16,7 +16,7 @@ from ..results import list_runs, open_run
 from ..sizes import parse_mem_mib
 from ..tracers import load_probe_set
 from ..workloads import list_workloads, load_workload, parse_param_args
-from .common import cli_errors, print_json
+from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
 
 __all__ = ["register"]
 
@@ -64,18 +64,14 @@ def trace(
     backend: Annotated[
         str, typer.Option(help="ftrace (real guest), sim (labelled model), auto.")
     ] = "auto",
-    icount: Annotated[bool, typer.Option(help="Deterministic guest time (1 vCPU, TCG).")] = False,
-    mem: Annotated[str, typer.Option(help="Guest RAM.")] = "8G",
-    cpus: Annotated[int, typer.Option(help="vCPUs (1 with --icount).")] = 2,
-    append: Annotated[
-        list[str] | None, typer.Option(help="Extra kernel argument (repeatable).")
-    ] = None,
+    icount: IcountOpt = False,
+    mem: MemOpt = "8G",
+    cpus: CpusOpt = 2,
+    append: AppendOpt = None,
     probes: Annotated[
         Path | None, typer.Option(help="Probe-set TOML (default: lab/tracers/probes.toml).")
     ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the run's summary as JSON.")
-    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Count kmaps, page-table pages and TLB flushes while a workload runs, per configuration."""
     from ..trace import Cell, Matrix, choose_backend, run_trace
@@ -183,7 +179,7 @@ def _print_show(run_id: str) -> None:
 
 @cli_errors
 def runs(
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Recorded runs, newest first."""
     from rich.table import Column, Table
@@ -225,7 +221,7 @@ def runs(
 @cli_errors
 def show(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix, or path).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Counts per configuration, per workload unit, with their spread across repeats."""
     if json_out:
@@ -236,20 +232,38 @@ def show(
 
 @cli_errors
 def dashboard(
-    run_ids: Annotated[list[str], typer.Argument(help="One or more run ids.")],
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or prefixes, paths), or .labbundle.tar.gz files to show without importing.")],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="HTML file to write.")
     ] = None,
     baseline: Annotated[str | None, typer.Option(help="Configuration to compare against.")] = None,
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Show runs of different timing modes or tracer backends together (marked MIXED).")] = False,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in a web browser.")] = False,
 ) -> None:
     """Write one self-contained (offline) HTML dashboard comparing configurations."""
+    import webbrowser
+    from contextlib import ExitStack
+
+    from ..bundle import extracted
     from ..dashboard import render_dashboard
 
-    found = [open_run(r) for r in run_ids]
-    out = output or dashboards_dir() / f"{found[0].run_id}.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    path = render_dashboard(found, out, baseline=baseline)
+    with ExitStack() as stack:
+        found = []
+        for r in run_ids:
+            if r.endswith(".tar.gz") and Path(r).is_file():
+                found += stack.enter_context(extracted(Path(r)))
+            else:
+                found.append(open_run(r))
+        out = output or dashboards_dir() / f"{found[0].run_id}.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path = render_dashboard(found, out, baseline=baseline, allow_mixed=allow_mixed)
+        except UsageError as e:
+            # stats.check_comparable names its keyword argument; say the flag instead
+            raise UsageError(str(e).replace("allow_mixed=True", "--allow-mixed")) from None
     ui.out_console.print(f"dashboard written: {path}")
+    if open_browser and not webbrowser.open(path.resolve().as_uri()):
+        ui.warn(f"no web browser found: open {path} yourself")
 
 
 @cli_errors
@@ -257,7 +271,7 @@ def study(
     plan_file: Annotated[Path, typer.Argument(help="A study plan, e.g. analysis/highpte-cost.toml.")],
     backend: Annotated[str | None, typer.Option(help="Override the plan's backend: ftrace, sim, auto.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the study's summary as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration.
 
@@ -292,9 +306,9 @@ def profile(
     config: Annotated[str, typer.Option(help="Two configurations A,B: rows are B minus A.")] = "highpte,lowpte",
     param: Annotated[list[str] | None, typer.Option(help="Workload parameter NAME=VALUE (repeatable).")] = None,
     repeat: Annotated[int, typer.Option(help="Workload runs per configuration (ticks add up).")] = 3,
-    icount: Annotated[bool, typer.Option(help="Deterministic guest time (1 vCPU).")] = False,
+    icount: IcountOpt = False,
     top: Annotated[int, typer.Option(help="Rows to print from each end.")] = 15,
-    json_out: Annotated[bool, typer.Option("--json", help="Print profile.json.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A."""
     import json
