@@ -14,6 +14,7 @@ PACKAGES=(
   cpio                   # tests list the generated initramfs with cpio(1)
   python3 python3-venv python3-dev
   git ca-certificates
+  chromium               # the dashboard test renders it in headless Chromium
   flex bison bc libelf-dev libssl-dev ccache make xz-utils   # kernel builds from linux-source-6.1
 )
 

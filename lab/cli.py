@@ -36,7 +36,9 @@ def _register_optional() -> None:
         pass
     else:
         app.add_typer(kernel.app, name="kernel", help="Build and list kernels (linux-source-6.1).")
-    from .commands import trace
+    from .commands import bundle, trace
+
+    app.add_typer(bundle.app, name="bundle", help="Share runs: export, verify, import, merge.")
 
     trace.register(app)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -144,8 +145,10 @@ def booted_guest(
     whatever happens."""
     with tempfile.TemporaryDirectory(prefix="ukva-lab-", dir="/tmp") as tmp:
         inst = Instance(Path(tmp))
-        bp, _kernel = provision(plan_boot(cfg, boot, inst))
+        bp, kernel = provision(plan_boot(cfg, boot, inst))
         _set_config_meta(run, cfg.name, {**bp.meta, "qemu_argv": build_qemu_argv(bp.spec)})
+        if kernel.config is not None:  # the .config travels with the results (and bundles)
+            shutil.copyfile(kernel.config, run.path / f"kernel-{cfg.name}.config")
         guest: Guest | None = None
         try:
             with ui.step(
