@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * execstorm - fork children that each exec a small static program.
+ *
+ * Stresses: exec. Each child is a fork of the parent (page-table copy), then
+ * execve() throws that mm away and builds a new one: pgd_alloc and the PMD
+ * pages, PTE pages for the stack, the binary and the heap, faults on the
+ * program's text and data (file-backed and anonymous), then exit tears it all
+ * down again with TLB flushes. The exec target is this program itself, run
+ * with --child, which returns 0 at once: no extra binary is needed.
+ *
+ * Usage: execstorm [--execs N] [--concurrency C]
+ *        execstorm --child
+ *   --execs N        total fork+exec, the unit (1..1000000, default 300)
+ *   --concurrency C  most children alive at once (1..1024, default 2)
+ *   --child          exit 0 at once (the exec target)
+ *
+ * Self-check: a child can only exit 0 by running the exec'd "--child" image
+ * (when execve fails the forked child exits 127). Every child must exit 0;
+ * other exits, deaths by signal and fork failures are errors. The program
+ * finds itself through /proc/self/exe, or argv[0] when that has a '/'.
+ *
+ * Output: one JSON line on stdout, e.g.
+ *   {"workload":"execstorm","unit":"exec","ops":300,"errors":0,
+ *    "elapsed_ns":123456789,"params":{"execs":300,"concurrency":2}}
+ * (on one line). Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
+ * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra execstorm.c
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+
+#define EXIT_USAGE		2
+#define CHILD_EXEC_FAILED	127
+
+struct param {
+	const char *name;
+	long value;
+	long min;
+	long max;
+};
+
+static struct param params[] = {
+	{ "execs",        300, 1, 1000000 },
+	{ "concurrency",    2, 1,    1024 },
+};
+
+static void print_usage(FILE *f)
+{
+	fprintf(f, "usage: execstorm [--execs N] [--concurrency C]\n"
+		   "       execstorm --child\n");
+}
+
+static _Noreturn void bad_arg(const char *what, const char *arg)
+{
+	fprintf(stderr, "execstorm: %s: '%s'\n", what, arg);
+	print_usage(stderr);
+	exit(EXIT_USAGE);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	int i;
+	size_t p;
+
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		struct param *par = NULL;
+		char *end;
+		long v;
+
+		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+			print_usage(stdout);
+			exit(0);
+		}
+		for (p = 0; p < ARRAY_SIZE(params); p++)
+			if (!strncmp(arg, "--", 2) &&
+			    !strcmp(arg + 2, params[p].name))
+				par = &params[p];
+		if (!par)
+			bad_arg("unknown argument", arg);
+		if (i + 1 >= argc)
+			bad_arg("missing value for", arg);
+		arg = argv[++i];
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || end == arg || *end)
+			bad_arg("not an integer", arg);
+		if (v < par->min || v > par->max) {
+			fprintf(stderr, "execstorm: --%s %ld out of bounds %ld..%ld\n",
+				par->name, v, par->min, par->max);
+			exit(EXIT_USAGE);
+		}
+		par->value = v;
+	}
+}
+
+/* The path to exec: /proc/self/exe resolved, else argv[0] if it is a path. */
+static int find_self(const char *argv0, char *buf, size_t size)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+
+	if (n > 0) {
+		buf[n] = '\0';
+		if (!access(buf, X_OK))
+			return 0;
+	}
+	if (strchr(argv0, '/') && strlen(argv0) < size) {
+		strcpy(buf, argv0);
+		return 0;
+	}
+	return -1;
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Reap one child; returns 1 if it failed, 0 if it succeeded, -1 if none. */
+static int reap_one(void)
+{
+	static unsigned int reported;	/* report only the first few failures */
+	int status;
+	pid_t pid;
+
+	do {
+		pid = waitpid(-1, &status, 0);
+	} while (pid < 0 && errno == EINTR);
+	if (pid < 0)
+		return -1;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (reported++ >= 3)
+		return 1;
+	if (WIFEXITED(status))
+		fprintf(stderr, "execstorm: child %d exited %d%s\n", (int)pid,
+			WEXITSTATUS(status),
+			WEXITSTATUS(status) == CHILD_EXEC_FAILED ?
+			" (exec failed)" : "");
+	else
+		fprintf(stderr, "execstorm: child %d killed by signal %d\n",
+			(int)pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long execs, concurrency, i, alive = 0;
+	unsigned long ops = 0, errors = 0, fork_errors = 0;
+	char self[PATH_MAX];
+	long long t0, t1;
+	int r;
+
+	if (argc == 2 && !strcmp(argv[1], "--child"))
+		return 0;
+	parse_args(argc, argv);
+	execs = params[0].value;
+	concurrency = params[1].value;
+	if (find_self(argv[0], self, sizeof(self))) {
+		fprintf(stderr, "execstorm: cannot find my own path (no /proc/self/exe, argv[0] '%s')\n",
+			argv[0]);
+		return 1;
+	}
+	fflush(NULL);	/* children must not inherit buffered output */
+
+	t0 = now_ns();
+	for (i = 0; i < execs; i++) {
+		pid_t pid;
+
+		while (alive >= concurrency) {
+			r = reap_one();
+			if (r < 0) {	/* no children left: cannot happen */
+				alive = 0;
+				break;
+			}
+			alive--;
+			ops += !r;
+			errors += r;
+		}
+		pid = fork();
+		if (pid == 0) {
+			execl(self, "execstorm", "--child", (char *)NULL);
+			_exit(CHILD_EXEC_FAILED);
+		}
+		if (pid < 0) {
+			if (!fork_errors)
+				fprintf(stderr, "execstorm: fork: %s\n",
+					strerror(errno));
+			fork_errors++;
+			continue;
+		}
+		alive++;
+	}
+	while (alive && (r = reap_one()) >= 0) {
+		alive--;
+		ops += !r;
+		errors += r;
+	}
+	t1 = now_ns();
+	errors += fork_errors;
+
+	printf("{\"workload\":\"execstorm\",\"unit\":\"exec\",");
+	printf("\"ops\":%lu,\"errors\":%lu,\"elapsed_ns\":%lld,",
+	       ops, errors, t1 - t0);
+	printf("\"params\":{\"execs\":%lu,\"concurrency\":%lu}}\n",
+	       execs, concurrency);
+	return errors ? 1 : 0;
+}

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * mmapchurn - threads map, write, protect, check and unmap small regions.
+ *
+ * Stresses: TLB flushing. Each iteration of each thread maps --pages pages,
+ * writes one word per page (a fault each: pte_offset_map, a highmem kmap with
+ * HIGHPTE), makes the region read-only with mprotect (PTEs changed in place:
+ * flush_tlb_mm_range), reads the words back and unmaps the region (PTEs
+ * zapped and flushed; the PTE page is freed when it empties). The threads of
+ * one process share an mm, so with two or more vCPUs a flush must reach the
+ * other CPUs running it (remote shootdowns, IPIs); different processes add
+ * context switches between mms.
+ *
+ * Usage: mmapchurn [--procs P] [--threads T] [--iters N] [--pages K]
+ *   --procs P      processes (1..64, default 2)
+ *   --threads T    threads per process, all churning (1..64, default 2)
+ *   --iters N      map/unmap iterations per thread (1..1000000, default 1000)
+ *   --pages K      pages per mapping (1..1024, default 8)
+ *
+ * Self-check: every thread writes a pattern derived from (process, thread,
+ * iteration, page) and checks it after the mprotect, before the munmap, so a
+ * stale TLB entry or a page from another mapping would show as a mismatch.
+ * Each process sends its counts to the parent over a pipe. Mismatches, failed
+ * mmap/mprotect/munmap calls, failed thread creation, processes that die or
+ * send no counts, and fork failures are errors.
+ *
+ * Output: one JSON line on stdout, e.g.
+ *   {"workload":"mmapchurn","unit":"munmap","ops":4000,"errors":0,
+ *    "elapsed_ns":123456789,"params":{"procs":2,"threads":2,"iters":1000,
+ *    "pages":8}}
+ * (on one line); ops counts successful munmaps (procs * threads * iters when
+ * all is well). Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
+ * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra mmapchurn.c
+ * (glibc 2.34 and later has pthreads in libc: no -pthread needed).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+
+#define EXIT_USAGE		2
+#define CHILD_FAILED		3	/* errors, see record */
+
+#define MAX_PROCS		64
+#define MAX_THREADS		64
+#define THREAD_STACK		(256 * 1024)
+
+struct param {
+	const char *name;
+	long value;
+	long min;
+	long max;
+};
+
+static struct param params[] = {
+	{ "procs",      2, 1,  MAX_PROCS },
+	{ "threads",    2, 1,  MAX_THREADS },
+	{ "iters",   1000, 1,  1000000 },
+	{ "pages",      8, 1,  1024 },
+};
+
+/* What each process sends the parent: one write, atomic on a pipe. */
+struct result {
+	uint32_t proc;
+	uint32_t ops;
+	uint32_t errors;
+};
+
+struct worker {
+	pthread_t tid;
+	pthread_barrier_t *start;
+	unsigned long proc;
+	unsigned long thread;
+	unsigned long iters;
+	unsigned long pages;
+	size_t page_size;
+	unsigned long ops;
+	unsigned long errors;
+};
+
+static void print_usage(FILE *f)
+{
+	fprintf(f, "usage: mmapchurn [--procs P] [--threads T] [--iters N] [--pages K]\n");
+}
+
+static _Noreturn void bad_arg(const char *what, const char *arg)
+{
+	fprintf(stderr, "mmapchurn: %s: '%s'\n", what, arg);
+	print_usage(stderr);
+	exit(EXIT_USAGE);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	int i;
+	size_t p;
+
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		struct param *par = NULL;
+		char *end;
+		long v;
+
+		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+			print_usage(stdout);
+			exit(0);
+		}
+		for (p = 0; p < ARRAY_SIZE(params); p++)
+			if (!strncmp(arg, "--", 2) &&
+			    !strcmp(arg + 2, params[p].name))
+				par = &params[p];
+		if (!par)
+			bad_arg("unknown argument", arg);
+		if (i + 1 >= argc)
+			bad_arg("missing value for", arg);
+		arg = argv[++i];
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || end == arg || *end)
+			bad_arg("not an integer", arg);
+		if (v < par->min || v > par->max) {
+			fprintf(stderr, "mmapchurn: --%s %ld out of bounds %ld..%ld\n",
+				par->name, v, par->min, par->max);
+			exit(EXIT_USAGE);
+		}
+		par->value = v;
+	}
+}
+
+/* Keeps the compiler from folding the read-back into the writes. */
+static inline void barrier(void)
+{
+	__asm__ __volatile__("" : : : "memory");
+}
+
+/* Never zero, and different for every (process, thread, iteration, page). */
+static inline uint32_t pattern(const struct worker *w, unsigned long iter,
+			       unsigned long page)
+{
+	return ((uint32_t)(w->proc << 6 | w->thread) * 0x9e3779b1u ^
+		(uint32_t)iter * 0x85ebca6bu ^ (uint32_t)page << 1) | 1u;
+}
+
+/* Count an error; print only the first few of each thread. */
+static void report_error(struct worker *w, const char *what, unsigned long iter)
+{
+	if (w->errors++ < 3)
+		fprintf(stderr, "mmapchurn: process %lu thread %lu iteration %lu: %s%s%s\n",
+			w->proc, w->thread, iter, what, errno ? ": " : "",
+			errno ? strerror(errno) : "");
+}
+
+static void *churn(void *arg)
+{
+	struct worker *w = arg;
+	size_t wpp = w->page_size / sizeof(uint32_t);
+	size_t len = w->pages * w->page_size;
+	uint32_t *region;
+	unsigned long it, i;
+	int bad;
+	void *p;
+
+	pthread_barrier_wait(w->start);
+	for (it = 0; it < w->iters; it++) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			report_error(w, "mmap", it);
+			continue;
+		}
+		region = p;
+		for (i = 0; i < w->pages; i++)
+			region[i * wpp] = pattern(w, it, i);
+		if (mprotect(p, len, PROT_READ))
+			report_error(w, "mprotect", it);
+		barrier();
+		bad = 0;
+		for (i = 0; i < w->pages; i++)
+			bad |= region[i * wpp] != pattern(w, it, i);
+		if (bad) {
+			errno = 0;
+			report_error(w, "data mismatch before munmap", it);
+		}
+		if (munmap(p, len))
+			report_error(w, "munmap", it);
+		else
+			w->ops++;
+	}
+	return NULL;
+}
+
+/* One process: T threads churning, counts sent to the parent. */
+static int child_main(unsigned long proc, unsigned long threads,
+		      unsigned long iters, unsigned long pages, int out)
+{
+	struct worker workers[MAX_THREADS];
+	struct result res = { .proc = (uint32_t)proc };
+	pthread_barrier_t start;
+	pthread_attr_t attr;
+	unsigned long t, started = 0;
+	int err;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK);
+	pthread_barrier_init(&start, NULL, threads);
+	for (t = 0; t < threads; t++) {
+		workers[t] = (struct worker) {
+			.start = &start, .proc = proc, .thread = t,
+			.iters = iters, .pages = pages,
+			.page_size = (size_t)sysconf(_SC_PAGESIZE),
+		};
+	}
+	/* Threads 1..T-1 run in new threads, thread 0 in this one. */
+	for (t = 1; t < threads; t++) {
+		err = pthread_create(&workers[t].tid, &attr, churn, &workers[t]);
+		if (err) {
+			fprintf(stderr, "mmapchurn: pthread_create: %s\n",
+				strerror(err));
+			/* The barrier waits for all T: give up. */
+			res.errors++;
+			if (write(out, &res, sizeof(res)) != sizeof(res))
+				_exit(CHILD_FAILED + 1);
+			_exit(CHILD_FAILED);
+		}
+		started++;
+	}
+	churn(&workers[0]);
+	for (t = 1; t <= started; t++)
+		pthread_join(workers[t].tid, NULL);
+	for (t = 0; t < threads; t++) {
+		res.ops += workers[t].ops;
+		res.errors += workers[t].errors;
+	}
+	if (write(out, &res, sizeof(res)) != sizeof(res))
+		return CHILD_FAILED;
+	return res.errors ? CHILD_FAILED : 0;
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Reap every child; a child without a record, or killed, is an error. */
+static unsigned long reap_all(const pid_t *pids, unsigned long procs,
+			      const unsigned char *seen)
+{
+	unsigned long left = 0, errors = 0, i;
+	int status;
+	pid_t pid;
+
+	for (i = 0; i < procs; i++)
+		left += pids[i] > 0;
+	while (left) {
+		pid = waitpid(-1, &status, 0);
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (i = 0; i < procs && pids[i] != pid; i++)
+			;
+		if (i == procs)
+			continue;
+		left--;
+		if (seen[i] && WIFEXITED(status) &&
+		    (WEXITSTATUS(status) == 0 ||
+		     WEXITSTATUS(status) == CHILD_FAILED))
+			continue;	/* any failure is in its record */
+		errors++;
+		if (WIFSIGNALED(status))
+			fprintf(stderr, "mmapchurn: process %lu killed by signal %d\n",
+				i, WTERMSIG(status));
+		else
+			fprintf(stderr, "mmapchurn: process %lu exited %d%s\n",
+				i, WEXITSTATUS(status),
+				seen[i] ? "" : " without sending its counts");
+	}
+	return errors;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long procs, threads, iters, pages, i, errors = 0;
+	unsigned long long ops = 0;
+	unsigned char seen[MAX_PROCS] = { 0 };
+	pid_t pids[MAX_PROCS] = { 0 };
+	struct result res;
+	long long t0, t1;
+	int fds[2];
+	ssize_t n;
+
+	parse_args(argc, argv);
+	procs = params[0].value;
+	threads = params[1].value;
+	iters = params[2].value;
+	pages = params[3].value;
+
+	if (pipe(fds)) {
+		fprintf(stderr, "mmapchurn: pipe: %s\n", strerror(errno));
+		return 1;
+	}
+	fflush(NULL);	/* children must not inherit buffered output */
+
+	t0 = now_ns();
+	for (i = 0; i < procs; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			close(fds[0]);
+			_exit(child_main(i, threads, iters, pages, fds[1]));
+		}
+		if (pids[i] < 0) {
+			fprintf(stderr, "mmapchurn: fork: %s\n", strerror(errno));
+			errors++;
+		}
+	}
+	close(fds[1]);	/* EOF once the last child has exited */
+	while ((n = read(fds[0], &res, sizeof(res))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != sizeof(res) || res.proc >= procs || seen[res.proc]) {
+			fprintf(stderr, "mmapchurn: bad record from a child\n");
+			errors++;
+			break;
+		}
+		seen[res.proc] = 1;
+		ops += res.ops;
+		errors += res.errors;
+	}
+	errors += reap_all(pids, procs, seen);
+	t1 = now_ns();
+
+	printf("{\"workload\":\"mmapchurn\",\"unit\":\"munmap\",");
+	printf("\"ops\":%llu,\"errors\":%lu,\"elapsed_ns\":%lld,",
+	       ops, errors, t1 - t0);
+	printf("\"params\":{\"procs\":%lu,\"threads\":%lu,\"iters\":%lu,\"pages\":%lu}}\n",
+	       procs, threads, iters, pages);
+	return errors ? 1 : 0;
+}
