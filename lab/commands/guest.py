@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from typing import Annotated, Any
@@ -151,8 +152,6 @@ def status(
     inst = default_instance()
     guest = Guest.running(inst)
     if guest is None and inst.state_file.exists():
-        import json
-
         guest = Guest(inst, json.loads(inst.state_file.read_text()))
     data = guest_status(guest)
     if json_out:

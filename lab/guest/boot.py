@@ -6,7 +6,6 @@ would be downloaded or built; ``provision`` then does it. ``--dry-run`` stops be
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from ..config import GuestConfig, load_boot_defaults, load_kernel_description
 from ..errors import UsageError
 from ..hostcheck import require_tool
 from ..kernels import KernelArtifact, provider_for
+from ..paths import state_dir
+from ..sizes import parse_mem_mib
 from . import accel as accel_mod
 from .image import ImagePlan, ensure_image, plan_image
 from .qemu import BootSpec, kernel_cmdline, qemu_version
@@ -57,8 +58,6 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
         raise UsageError(f"--cpus {opts.cpus} out of range: 1 to 8")
     if opts.accel not in ("auto", "tcg", "kvm"):
         raise UsageError(f"unknown accelerator {opts.accel!r}: choose auto, tcg or kvm")
-    from ..sizes import parse_mem_mib
-
     mem = opts.mem_mib if opts.mem_mib is not None else parse_mem_mib(defaults.mem)
     cpus = 1 if opts.icount else (opts.cpus or defaults.cpus)
     desc = load_kernel_description(config.kernel)
@@ -127,11 +126,4 @@ def provision(plan: BootPlan) -> tuple[BootPlan, KernelArtifact]:
 
 def default_instance() -> Instance:
     """The persistent instance ``lab up`` / ``lab down`` manage."""
-    from ..paths import state_dir
-
     return Instance(state_dir() / "vm")
-
-
-def env_flag(name: str) -> bool:
-    """True when an environment variable is set to something truthy."""
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
