@@ -332,7 +332,7 @@ def profile(
     tot = data["totals"]
     ui.out_console.print(
         f"{workload} {params} ×{repeat}: {a} {tot[a]['ticks']} ticks, {b} {tot[b]['ticks']} ticks "
-        f"(kernel-mode timer ticks; run {run.run_id})")
+        f"(kernel-mode timer ticks, idle loop excluded; run {run.run_id})")
     for label, part in ((f"largest increases ({b} − {a})", rows[:top]),
                         (f"largest decreases ({b} − {a})", list(reversed(rows[-top:])))):
         ui.out_console.print(f"\n{label}:")
