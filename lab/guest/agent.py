@@ -143,8 +143,11 @@ class AgentClient:
                     watch()
                 raise AgentUnavailable(f"the guest agent channel broke: {e}") from e
             if not chunk:
-                if watch:
-                    watch()
+                if watch:  # QEMU closes the channel as it exits: give it a moment to be gone
+                    end = time.monotonic() + 5
+                    while time.monotonic() < end:
+                        watch()
+                        time.sleep(0.2)
                 raise AgentUnavailable("the guest agent closed the connection")
             self._buf += chunk
 

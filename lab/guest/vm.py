@@ -102,20 +102,30 @@ class Guest:
         except (psutil.Error, KeyError, ChildProcessError):
             return None
 
-    def lost_reason(self) -> str | None:
-        """Why the guest is unusable: a fatal console event, or QEMU gone; None when fine."""
-        fatal = first_fatal(scan_console(read_console(self.instance.console_log)))
-        if fatal:
-            return f"{fatal.kind}: {fatal.text}"
-        if self.process() is None:
-            tail = ""
-            try:
-                lines = self.instance.qemu_stderr.read_text().strip().splitlines()
-                tail = f": {lines[-1]}" if lines else ""
-            except OSError:
-                pass
-            return f"QEMU exited{tail}"
-        return None
+    def lost_reason(self, settle: float = 3.0) -> str | None:
+        """Why the guest is unusable: a fatal console event, or QEMU gone; None when fine.
+
+        When QEMU is gone but the console shows nothing fatal yet, the log is re-read for up
+        to ``settle`` seconds: the agent's channel can drop a moment before the console's last
+        lines (the panic) are visible in the log file.
+        """
+        deadline = time.monotonic() + settle
+        while True:
+            fatal = first_fatal(scan_console(read_console(self.instance.console_log)))
+            if fatal:
+                return f"{fatal.kind}: {fatal.text}"
+            if self.process() is not None:
+                return None
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        tail = ""
+        try:
+            lines = self.instance.qemu_stderr.read_text().strip().splitlines()
+            tail = f": {lines[-1]}" if lines else ""
+        except OSError:
+            pass
+        return f"QEMU exited{tail}"
 
     def watch(self) -> None:
         """Raise GuestLostError (and stop QEMU) if the guest panicked, oopsed or died."""
