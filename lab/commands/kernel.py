@@ -13,8 +13,8 @@ import typer
 from .. import ui
 from ..config import KernelDescription, list_configs, load_config, load_kernel_description
 from ..errors import UsageError
-from ..kernels import load_artifact, provider_for
-from ..paths import cache_dir, vm_dir
+from ..kernels import provider_for
+from ..paths import vm_dir
 from .common import cli_errors, print_json
 
 __all__ = ["app", "resolve_kernel", "kernel_status", "list_kernels", "build_kernel"]
@@ -39,28 +39,7 @@ def _configs_booting(kernel: str) -> list[str]:
 
 def kernel_status(desc: KernelDescription) -> dict[str, Any]:
     """Key, built-or-not and inputs of one kernel, whatever its source."""
-    provider = provider_for(desc)
-    status = getattr(provider, "status", None)
-    if status is not None:
-        data: dict[str, Any] = status(desc)
-    else:
-        # Mirrors DebianPackageKernel.ensure's cache layout; drop when it grows a status().
-        from ..debian import resolve_metapackage_image
-
-        pkg = resolve_metapackage_image(desc.data["package"], desc.data.get("arch", "i386"))
-        entry = cache_dir() / "kernels" / "debian" / pkg.sha256[:16]
-        art = load_artifact(desc.name, entry)
-        data = {
-            "name": desc.name,
-            "source": desc.source,
-            "description": desc.description,
-            "cache_key": pkg.sha256,
-            "built": art is not None,
-            "entry": str(entry),
-            "package": pkg.name,
-            "package_version": pkg.version,
-            "meta": art.meta if art else None,
-        }
+    data: dict[str, Any] = provider_for(desc).status(desc)
     data["configs"] = _configs_booting(desc.name)
     return data
 

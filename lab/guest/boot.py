@@ -7,7 +7,6 @@ would be downloaded or built; ``provision`` then does it. ``--dry-run`` stops be
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from ..config import GuestConfig, load_boot_defaults, load_kernel_description
@@ -63,8 +62,7 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
     desc = load_kernel_description(config.kernel)
     provider = provider_for(desc)
     kernel_actions = provider.plan(desc)
-    bzimage_path = getattr(provider, "bzimage_path", None)
-    bzimage = bzimage_path(desc) if bzimage_path else Path(f"<{desc.name}/bzImage>")
+    bzimage = provider.bzimage_path(desc)
     image = plan_image()
     cmdline = kernel_cmdline([*defaults.cmdline, *config.cmdline, *opts.append])
     qver = qemu_version(defaults.qemu)

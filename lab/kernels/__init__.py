@@ -61,6 +61,14 @@ class KernelProvider(Protocol):
         """Return the cached kernel, fetching or building it first when needed."""
         ...
 
+    def bzimage_path(self, desc: KernelDescription) -> Path:
+        """Where the bzImage is (or will be) in the cache: known before it exists."""
+        ...
+
+    def status(self, desc: KernelDescription) -> dict[str, Any]:
+        """Cache key, built or not, and the inputs, for `lab kernel list/show`."""
+        ...
+
 
 def _providers() -> dict[str, KernelProvider]:
     from .debian_package import DebianPackageKernel

@@ -10,10 +10,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .. import ui
 from ..config import KernelDescription
-from ..debian import extract_deb, fetch_deb, resolve_metapackage_image, sha256_file
+from ..debian import (
+    DebPackage,
+    extract_deb,
+    fetch_deb,
+    resolve_metapackage_image,
+    sha256_file,
+)
 from ..errors import LabError
 from ..paths import cache_dir
 from . import KernelArtifact, load_artifact
@@ -24,14 +31,29 @@ __all__ = ["DebianPackageKernel"]
 class DebianPackageKernel:
     """Provider for ``source = "debian-package"`` kernel descriptions."""
 
+    @staticmethod
+    def _entry(desc: KernelDescription) -> tuple[DebPackage, Path]:
+        """The image package apt would fetch and its cache entry (keyed by the .deb's sha256)."""
+        pkg = resolve_metapackage_image(desc.data["package"], desc.data.get("arch", "i386"))
+        return pkg, cache_dir() / "kernels" / "debian" / pkg.sha256[:16]
+
     def bzimage_path(self, desc: KernelDescription) -> Path:
         """Where ``ensure`` puts (or has put) the bzImage: known before any download."""
-        pkg = resolve_metapackage_image(desc.data["package"], desc.data.get("arch", "i386"))
-        return cache_dir() / "kernels" / "debian" / pkg.sha256[:16] / "bzImage"
+        return self._entry(desc)[1] / "bzImage"
+
+    def status(self, desc: KernelDescription) -> dict[str, Any]:
+        """What `lab kernel list/show` print: the key, whether it is cached, the package."""
+        pkg, entry = self._entry(desc)
+        art = load_artifact(desc.name, entry)
+        return {
+            "name": desc.name, "source": desc.source, "description": desc.description,
+            "cache_key": pkg.sha256, "built": art is not None, "entry": str(entry),
+            "package": pkg.name, "package_version": pkg.version,
+            "meta": art.meta if art else None,
+        }
 
     def plan(self, desc: KernelDescription) -> list[str]:
-        pkg = resolve_metapackage_image(desc.data["package"], desc.data.get("arch", "i386"))
-        entry = cache_dir() / "kernels" / "debian" / pkg.sha256[:16]
+        pkg, entry = self._entry(desc)
         if load_artifact(desc.name, entry):
             return [f"kernel: {pkg.name} {pkg.version} (cached in {entry})"]
         return [
@@ -40,9 +62,7 @@ class DebianPackageKernel:
         ]
 
     def ensure(self, desc: KernelDescription) -> KernelArtifact:
-        arch = desc.data.get("arch", "i386")
-        pkg = resolve_metapackage_image(desc.data["package"], arch)
-        entry = cache_dir() / "kernels" / "debian" / pkg.sha256[:16]
+        pkg, entry = self._entry(desc)
         cached = load_artifact(desc.name, entry)
         if cached:
             return cached
