@@ -81,7 +81,13 @@ def _num(v: float) -> str:
     if v is None or math.isnan(v):
         return "—"
     a = abs(v)
-    return f"{v:,.0f}" if a >= 1000 else f"{v:.1f}" if a >= 10 else f"{v:.2f}"
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 0.1 or a == 0:
+        return f"{v:.2f}"
+    return f"{v:.2g}"  # e.g. 0.002 PTE pages per fault: significant digits, not "0.00"
 
 
 def _kernel(v: Any, name: Any = None) -> list[str]:
