@@ -63,7 +63,7 @@ def probe_kvm(qemu_ver: str, kernel: KernelArtifact, initrd: Path) -> str:
 
     d = load_boot_defaults()
     verdict, why = "tcg", ""
-    with ui.step("Probing whether KVM really runs this guest (once per kernel and QEMU)"):
+    with ui.step("Probing whether KVM really runs this guest (once per QEMU and host kernel)"):
         with tempfile.TemporaryDirectory(prefix="ukva-kvm-", dir="/tmp") as tmp:
             inst = Instance(Path(tmp))
             spec = BootSpec(
