@@ -10,12 +10,12 @@ default:
 setup:
     ./setup.sh
 
-# the main job: boot highpte, trace forkstorm on highpte and lowpte, write a dashboard
+# the main job: boot highpte, trace forkstorm on highpte and lowpte (icount: stable guest time), write a dashboard
 demo procs="1000" repeat="3":
     lab up --config highpte
     lab status
     lab down
-    lab trace --workload forkstorm --config highpte,lowpte --repeat {{repeat}} --param procs={{procs}}
+    lab trace --workload forkstorm --config highpte,lowpte --repeat {{repeat}} --param procs={{procs}} --icount
     lab dashboard "$(lab runs --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')" -o dashboards/demo.html
 
 # every test: fast host tests, then the tests that boot the real guest
