@@ -123,11 +123,17 @@ def new_run(workload: str, manifest: dict[str, Any], root: Path | None = None) -
 
 
 def open_run(run_id: str, root: Path | None = None) -> RunDir:
-    """Find a run by id, unique id prefix, or path; UsageError when unknown or ambiguous."""
+    """Find a run by id, unique id prefix, path, or ``latest`` (the newest run); UsageError when
+    unknown or ambiguous."""
     as_path = Path(run_id)
     if (as_path / "manifest.json").is_file():
         return RunDir(as_path.resolve())
     root = root or results_dir()
+    if run_id == "latest":
+        newest = next(list_runs(root), None)
+        if newest is None:
+            raise UsageError(f"no runs in {root} yet (see 'lab trace')")
+        return newest
     matches = sorted(p for p in root.glob(f"{run_id}*") if (p / "manifest.json").is_file())
     if len(matches) == 1:
         return RunDir(matches[0])

@@ -220,7 +220,7 @@ def runs(
 
 @cli_errors
 def show(
-    run: Annotated[str, typer.Argument(help="Run id (or unique prefix, or path).")],
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix, path, or 'latest').")],
     json_out: JsonOpt = False,
 ) -> None:
     """Counts per configuration, per workload unit, with their spread across repeats."""

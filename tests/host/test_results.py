@@ -41,3 +41,10 @@ def test_open_run_by_prefix_and_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="ambiguous"):
         open_run(a.run_id[:8], tmp_path)
     assert len(list(list_runs(tmp_path))) == 2
+    newest = max(list_runs(tmp_path), key=lambda r: r.manifest_path.stat().st_mtime)
+    assert open_run("latest", tmp_path).path == newest.path
+
+
+def test_latest_without_runs(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no runs"):
+        open_run("latest", tmp_path)
