@@ -97,11 +97,13 @@ def plan_image() -> ImagePlan:
     busybox = resolve_package("busybox-static", "i386")
     init = vm_dir() / "guest" / "init"
     programs = _programs()
-    h = hashlib.sha256(f"format={IMAGE_FORMAT}\0{compiler}\0{busybox.sha256}\0".encode())
-    h.update(" ".join(CFLAGS).encode())
-    for guest_path, src in [("init", init), *programs.items()]:
-        h.update(f"\0{guest_path}\0".encode() + src.read_bytes())
-    key = h.hexdigest()
+    digest = hashlib.sha256(f"format={IMAGE_FORMAT}\0{compiler}\0{busybox.sha256}\0".encode())
+    digest.update(" ".join(CFLAGS).encode())
+    # Workloads may #include a shared header beside them: it is part of the content too.
+    headers = [(f.name, f) for f in sorted((repo_root() / "lab" / "workloads").glob("*.h"))]
+    for guest_path, src in [("init", init), *programs.items(), *headers]:
+        digest.update(f"\0{guest_path}\0".encode() + src.read_bytes())
+    key = digest.hexdigest()
     path = cache_dir() / "images" / f"initramfs-{key[:16]}.cpio.gz"
     return ImagePlan(key, path, busybox, programs, init, compiler)
 
