@@ -94,14 +94,15 @@ class RunDir:
         """Every complete record; a torn last line (from a crash) is ignored."""
         if not self.records_path.exists():
             return []
+        lines = self.records_path.read_text().splitlines()
         out: list[dict[str, Any]] = []
-        for n, line in enumerate(self.records_path.read_text().splitlines(), 1):
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                if n == len(self.records_path.read_text().splitlines()):
+                if n == len(lines):
                     break
                 raise LabError(f"run {self.run_id}: runs.jsonl line {n} is corrupt") from None
         return out
