@@ -36,17 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
-
-#define EXIT_USAGE		2
-#define CHILD_EXEC_FAILED	127
-
-struct param {
-	const char *name;
-	long value;
-	long min;
-	long max;
-};
+#include "workload.h"
 
 static struct param params[] = {
 	{ "execs",        300, 1, 1000000 },
@@ -57,50 +47,6 @@ static void print_usage(FILE *f)
 {
 	fprintf(f, "usage: execstorm [--execs N] [--concurrency C]\n"
 		   "       execstorm --child\n");
-}
-
-static _Noreturn void bad_arg(const char *what, const char *arg)
-{
-	fprintf(stderr, "execstorm: %s: '%s'\n", what, arg);
-	print_usage(stderr);
-	exit(EXIT_USAGE);
-}
-
-static void parse_args(int argc, char **argv)
-{
-	int i;
-	size_t p;
-
-	for (i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		struct param *par = NULL;
-		char *end;
-		long v;
-
-		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-			print_usage(stdout);
-			exit(0);
-		}
-		for (p = 0; p < ARRAY_SIZE(params); p++)
-			if (!strncmp(arg, "--", 2) &&
-			    !strcmp(arg + 2, params[p].name))
-				par = &params[p];
-		if (!par)
-			bad_arg("unknown argument", arg);
-		if (i + 1 >= argc)
-			bad_arg("missing value for", arg);
-		arg = argv[++i];
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || end == arg || *end)
-			bad_arg("not an integer", arg);
-		if (v < par->min || v > par->max) {
-			fprintf(stderr, "execstorm: --%s %ld out of bounds %ld..%ld\n",
-				par->name, v, par->min, par->max);
-			exit(EXIT_USAGE);
-		}
-		par->value = v;
-	}
 }
 
 /* The path to exec: /proc/self/exe resolved, else argv[0] if it is a path. */
@@ -120,41 +66,6 @@ static int find_self(const char *argv0, char *buf, size_t size)
 	return -1;
 }
 
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Reap one child; returns 1 if it failed, 0 if it succeeded, -1 if none. */
-static int reap_one(void)
-{
-	static unsigned int reported;	/* report only the first few failures */
-	int status;
-	pid_t pid;
-
-	do {
-		pid = waitpid(-1, &status, 0);
-	} while (pid < 0 && errno == EINTR);
-	if (pid < 0)
-		return -1;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (reported++ >= 3)
-		return 1;
-	if (WIFEXITED(status))
-		fprintf(stderr, "execstorm: child %d exited %d%s\n", (int)pid,
-			WEXITSTATUS(status),
-			WEXITSTATUS(status) == CHILD_EXEC_FAILED ?
-			" (exec failed)" : "");
-	else
-		fprintf(stderr, "execstorm: child %d killed by signal %d\n",
-			(int)pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-	return 1;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long execs, concurrency, i, alive = 0;
@@ -165,7 +76,8 @@ int main(int argc, char **argv)
 
 	if (argc == 2 && !strcmp(argv[1], "--child"))
 		return 0;
-	parse_args(argc, argv);
+	parse_params("execstorm", params, ARRAY_SIZE(params), argc, argv,
+		     print_usage, NULL);
 	execs = params[0].value;
 	concurrency = params[1].value;
 	if (find_self(argv[0], self, sizeof(self))) {
@@ -180,7 +92,7 @@ int main(int argc, char **argv)
 		pid_t pid;
 
 		while (alive >= concurrency) {
-			r = reap_one();
+			r = reap_one("execstorm");
 			if (r < 0) {	/* no children left: cannot happen */
 				alive = 0;
 				break;
@@ -203,7 +115,7 @@ int main(int argc, char **argv)
 		}
 		alive++;
 	}
-	while (alive && (r = reap_one()) >= 0) {
+	while (alive && (r = reap_one("execstorm")) >= 0) {
 		alive--;
 		ops += !r;
 		errors += r;

@@ -48,19 +48,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+#include "workload.h"
 
-#define EXIT_USAGE		2
 #define CHILD_FAILED		3	/* mismatches or mmap failure, see record */
 
 #define MIB			(1024UL * 1024UL)
-
-struct param {
-	const char *name;
-	long value;
-	long min;
-	long max;
-};
 
 static struct param params[] = {
 	{ "procs",   4, 1,  64 },
@@ -76,59 +68,9 @@ struct result {
 	uint32_t nohuge;	/* MADV_NOHUGEPAGE accepted */
 };
 
-/* Keeps the compiler from folding the read-back into the writes. */
-static inline void barrier(void)
-{
-	__asm__ __volatile__("" : : : "memory");
-}
-
 static void print_usage(FILE *f)
 {
 	fprintf(f, "usage: faultstorm [--procs P] [--mib M] [--passes N]\n");
-}
-
-static _Noreturn void bad_arg(const char *what, const char *arg)
-{
-	fprintf(stderr, "faultstorm: %s: '%s'\n", what, arg);
-	print_usage(stderr);
-	exit(EXIT_USAGE);
-}
-
-static void parse_args(int argc, char **argv)
-{
-	int i;
-	size_t p;
-
-	for (i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		struct param *par = NULL;
-		char *end;
-		long v;
-
-		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-			print_usage(stdout);
-			exit(0);
-		}
-		for (p = 0; p < ARRAY_SIZE(params); p++)
-			if (!strncmp(arg, "--", 2) &&
-			    !strcmp(arg + 2, params[p].name))
-				par = &params[p];
-		if (!par)
-			bad_arg("unknown argument", arg);
-		if (i + 1 >= argc)
-			bad_arg("missing value for", arg);
-		arg = argv[++i];
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || end == arg || *end)
-			bad_arg("not an integer", arg);
-		if (v < par->min || v > par->max) {
-			fprintf(stderr, "faultstorm: --%s %ld out of bounds %ld..%ld\n",
-				par->name, v, par->min, par->max);
-			exit(EXIT_USAGE);
-		}
-		par->value = v;
-	}
 }
 
 /* Never zero, and different for every (process, pass, page). */
@@ -191,52 +133,6 @@ static int child_main(unsigned long proc, unsigned long npages,
 	return res.bad ? CHILD_FAILED : 0;
 }
 
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Reap every child; a child without a record, or killed, is an error. */
-static unsigned long reap_all(const pid_t *pids, unsigned long procs,
-			      const unsigned char *seen)
-{
-	unsigned long left = 0, errors = 0, i;
-	int status;
-	pid_t pid;
-
-	for (i = 0; i < procs; i++)
-		left += pids[i] > 0;
-	while (left) {
-		pid = waitpid(-1, &status, 0);
-		if (pid < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (i = 0; i < procs && pids[i] != pid; i++)
-			;
-		if (i == procs)
-			continue;
-		left--;
-		if (seen[i] && WIFEXITED(status) &&
-		    (WEXITSTATUS(status) == 0 ||
-		     WEXITSTATUS(status) == CHILD_FAILED))
-			continue;	/* any failure is in its record */
-		errors++;
-		if (WIFSIGNALED(status))
-			fprintf(stderr, "faultstorm: process %lu killed by signal %d\n",
-				i, WTERMSIG(status));
-		else
-			fprintf(stderr, "faultstorm: process %lu exited %d%s\n",
-				i, WEXITSTATUS(status),
-				seen[i] ? "" : " without sending its counts");
-	}
-	return errors;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long procs, mib, passes, npages, i, errors = 0;
@@ -249,7 +145,8 @@ int main(int argc, char **argv)
 	long long t0, t1;
 	ssize_t n;
 
-	parse_args(argc, argv);
+	parse_params("faultstorm", params, ARRAY_SIZE(params), argc, argv,
+		     print_usage, NULL);
 	procs = params[0].value;
 	mib = params[1].value;
 	passes = params[2].value;
@@ -288,7 +185,7 @@ int main(int argc, char **argv)
 		errors += res.bad;
 		nohuge |= res.nohuge;
 	}
-	errors += reap_all(pids, procs, seen);
+	errors += reap_all("faultstorm", pids, procs, seen, CHILD_FAILED);
 	t1 = now_ns();
 
 	printf("{\"workload\":\"faultstorm\",\"unit\":\"fault\",");

@@ -36,18 +36,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+#include "workload.h"
 
-#define EXIT_USAGE		2
 #define CHILD_BAD_PATTERN	3	/* parent's pattern missing before write */
 #define CHILD_BAD_READBACK	4	/* child's own write did not stick */
-
-struct param {
-	const char *name;
-	long value;
-	long min;
-	long max;
-};
 
 static struct param params[] = {
 	{ "procs",       1000, 1, 1000000 },
@@ -55,59 +47,9 @@ static struct param params[] = {
 	{ "concurrency",    4, 1,    1024 },
 };
 
-/* Keeps the compiler from folding the read-back into the writes. */
-static inline void barrier(void)
-{
-	__asm__ __volatile__("" : : : "memory");
-}
-
 static void print_usage(FILE *f)
 {
 	fprintf(f, "usage: forkstorm [--procs N] [--touch PAGES] [--concurrency C]\n");
-}
-
-static _Noreturn void bad_arg(const char *what, const char *arg)
-{
-	fprintf(stderr, "forkstorm: %s: '%s'\n", what, arg);
-	print_usage(stderr);
-	exit(EXIT_USAGE);
-}
-
-static void parse_args(int argc, char **argv)
-{
-	int i;
-	size_t p;
-
-	for (i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		struct param *par = NULL;
-		char *end;
-		long v;
-
-		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-			print_usage(stdout);
-			exit(0);
-		}
-		for (p = 0; p < ARRAY_SIZE(params); p++)
-			if (!strncmp(arg, "--", 2) &&
-			    !strcmp(arg + 2, params[p].name))
-				par = &params[p];
-		if (!par)
-			bad_arg("unknown argument", arg);
-		if (i + 1 >= argc)
-			bad_arg("missing value for", arg);
-		arg = argv[++i];
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || end == arg || *end)
-			bad_arg("not an integer", arg);
-		if (v < par->min || v > par->max) {
-			fprintf(stderr, "forkstorm: --%s %ld out of bounds %ld..%ld\n",
-				par->name, v, par->min, par->max);
-			exit(EXIT_USAGE);
-		}
-		par->value = v;
-	}
 }
 
 static inline uint32_t parent_word(unsigned long page)
@@ -141,39 +83,6 @@ static int child_work(uint32_t *region, size_t words_per_page,
 	return 0;
 }
 
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Reap one child; returns 1 if it failed, 0 if it succeeded, -1 if none. */
-static int reap_one(void)
-{
-	static unsigned int reported;	/* report only the first few failures */
-	int status;
-	pid_t pid;
-
-	do {
-		pid = waitpid(-1, &status, 0);
-	} while (pid < 0 && errno == EINTR);
-	if (pid < 0)
-		return -1;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (reported++ >= 3)
-		return 1;
-	if (WIFEXITED(status))
-		fprintf(stderr, "forkstorm: child %d exited %d\n", (int)pid,
-			WEXITSTATUS(status));
-	else
-		fprintf(stderr, "forkstorm: child %d killed by signal %d\n",
-			(int)pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-	return 1;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long procs, npages, concurrency, i, alive = 0;
@@ -183,7 +92,8 @@ int main(int argc, char **argv)
 	long long t0, t1;
 	int r;
 
-	parse_args(argc, argv);
+	parse_params("forkstorm", params, ARRAY_SIZE(params), argc, argv,
+		     print_usage, NULL);
 	procs = params[0].value;
 	npages = params[1].value;
 	concurrency = params[2].value;
@@ -211,7 +121,7 @@ int main(int argc, char **argv)
 		pid_t pid;
 
 		while (alive >= concurrency) {
-			r = reap_one();
+			r = reap_one("forkstorm");
 			if (r < 0) {	/* no children left: cannot happen */
 				alive = 0;
 				break;
@@ -232,7 +142,7 @@ int main(int argc, char **argv)
 		}
 		alive++;
 	}
-	while (alive && (r = reap_one()) >= 0) {
+	while (alive && (r = reap_one("forkstorm")) >= 0) {
 		alive--;
 		ops++;
 		errors += r;

@@ -57,21 +57,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
-
-#define EXIT_USAGE		2
-#define CHILD_EXEC_FAILED	127
+#include "workload.h"
 
 #define NDIRS			5
 #define NWORDS			10
 #define MAX_CONCURRENCY		64
-
-struct param {
-	const char *name;
-	long value;
-	long min;
-	long max;
-};
 
 static struct param params[] = {
 	{ "files",        50, 1,    2000 },
@@ -112,65 +102,25 @@ static void print_usage(FILE *f)
 
 static _Noreturn void bad_arg(const char *what, const char *arg)
 {
-	fprintf(stderr, "shellmix: %s: '%s'\n", what, arg);
-	print_usage(stderr);
-	exit(EXIT_USAGE);
+	usage_error("shellmix", print_usage, what, arg);
 }
 
-static void parse_args(int argc, char **argv)
+/* parse_params() hook: --shell PATH and --dir PATH; returns arguments used. */
+static int path_option(int argc, char **argv, int i)
 {
-	int i;
-	size_t p;
+	const char *arg = argv[i];
 
-	for (i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		struct param *par = NULL;
-		char *end;
-		long v;
-
-		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-			print_usage(stdout);
-			exit(0);
-		}
-		if (!strcmp(arg, "--shell") || !strcmp(arg, "--dir")) {
-			if (i + 1 >= argc)
-				bad_arg("missing value for", arg);
-			if (argv[i + 1][0] != '/')
-				bad_arg("not an absolute path", argv[i + 1]);
-			if (!strcmp(arg, "--shell"))
-				shell = argv[++i];
-			else
-				base_dir = argv[++i];
-			continue;
-		}
-		for (p = 0; p < ARRAY_SIZE(params); p++)
-			if (!strncmp(arg, "--", 2) &&
-			    !strcmp(arg + 2, params[p].name))
-				par = &params[p];
-		if (!par)
-			bad_arg("unknown argument", arg);
-		if (i + 1 >= argc)
-			bad_arg("missing value for", arg);
-		arg = argv[++i];
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || end == arg || *end)
-			bad_arg("not an integer", arg);
-		if (v < par->min || v > par->max) {
-			fprintf(stderr, "shellmix: --%s %ld out of bounds %ld..%ld\n",
-				par->name, v, par->min, par->max);
-			exit(EXIT_USAGE);
-		}
-		par->value = v;
-	}
-}
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	if (strcmp(arg, "--shell") && strcmp(arg, "--dir"))
+		return 0;
+	if (i + 1 >= argc)
+		bad_arg("missing value for", arg);
+	if (argv[i + 1][0] != '/')
+		bad_arg("not an absolute path", argv[i + 1]);
+	if (!strcmp(arg, "--shell"))
+		shell = argv[i + 1];
+	else
+		base_dir = argv[i + 1];
+	return 2;
 }
 
 static void file_name(char *buf, size_t size, long i)
@@ -333,7 +283,8 @@ int main(int argc, char **argv)
 	int status;
 	pid_t pid;
 
-	parse_args(argc, argv);
+	parse_params("shellmix", params, ARRAY_SIZE(params), argc, argv,
+		     print_usage, path_option);
 	files = params[0].value;
 	scripts = params[1].value;
 	concurrency = params[2].value;

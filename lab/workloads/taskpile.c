@@ -79,9 +79,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+#include "workload.h"
 
-#define EXIT_USAGE		2
 #define TASK_BAD_DATA		3	/* a touched page lost its pattern */
 #define TASK_MMAP_FAILED	4
 #define TASK_PIPE_FAILED	5
@@ -96,13 +95,6 @@
 #define ST_BAD_DATA		'V'
 
 enum task_state { T_PENDING, T_READY, T_FAILED, T_GONE };
-
-struct param {
-	const char *name;
-	long value;
-	long min;
-	long max;
-};
 
 static struct param params[] = {
 	{ "tasks",             64, 1,  4096 },
@@ -136,58 +128,6 @@ struct pile {
 static void print_usage(FILE *f)
 {
 	fprintf(f, "usage: taskpile [--tasks N] [--step S] [--span_mib M] [--min_lowfree_mib F]\n");
-}
-
-static _Noreturn void bad_arg(const char *what, const char *arg)
-{
-	fprintf(stderr, "taskpile: %s: '%s'\n", what, arg);
-	print_usage(stderr);
-	exit(EXIT_USAGE);
-}
-
-static void parse_args(int argc, char **argv)
-{
-	int i;
-	size_t p;
-
-	for (i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		struct param *par = NULL;
-		char *end;
-		long v;
-
-		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-			print_usage(stdout);
-			exit(0);
-		}
-		for (p = 0; p < ARRAY_SIZE(params); p++)
-			if (!strncmp(arg, "--", 2) &&
-			    !strcmp(arg + 2, params[p].name))
-				par = &params[p];
-		if (!par)
-			bad_arg("unknown argument", arg);
-		if (i + 1 >= argc)
-			bad_arg("missing value for", arg);
-		arg = argv[++i];
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || end == arg || *end)
-			bad_arg("not an integer", arg);
-		if (v < par->min || v > par->max) {
-			fprintf(stderr, "taskpile: --%s %ld out of bounds %ld..%ld\n",
-				par->name, v, par->min, par->max);
-			exit(EXIT_USAGE);
-		}
-		par->value = v;
-	}
-}
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* "Key:   123 kB" from a meminfo buffer, or -1 when the key is absent. */
@@ -274,12 +214,6 @@ static int read_memory(struct sample *s, int *have_lowfree)
 static inline long low_avail_kb(const struct sample *s)
 {
 	return s->low_free_kb + s->low_pcp_kb;
-}
-
-/* Keeps the compiler from folding the read-back into the writes. */
-static inline void barrier(void)
-{
-	__asm__ __volatile__("" : : : "memory");
 }
 
 /* Never zero, and different for every (task, block). */
@@ -513,7 +447,8 @@ int main(int argc, char **argv)
 	long long t0, t1;
 	pid_t pid;
 
-	parse_args(argc, argv);
+	parse_params("taskpile", params, ARRAY_SIZE(params), argc, argv,
+		     print_usage, NULL);
 	max_tasks = params[0].value;
 	step = params[1].value;
 	span_mib = params[2].value;
