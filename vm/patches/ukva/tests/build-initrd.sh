@@ -5,8 +5,9 @@
 #   boot: qemu-system-x86_64 -accel tcg -cpu Nehalem -m 8G -smp 2 -nodefaults -display none \
 #         -no-reboot -kernel bzImage -initrd OUT.cpio.gz -serial file:LOG \
 #         -append "console=ttyS0 panic=-1 norandmaps ukvatest=measure,func,pages"
-#   ukvatest= any of measure, func, pages, stress, timing (comma separated); default all
-#   but timing.
+#   ukvatest= any of measure, func, pages, stress, timing, oom (comma separated);
+#   default measure,func,pages,stress. timing wants -icount shift=0,sleep=off -smp 1,
+#   oom wants mem=1200M.
 set -e
 out=$(realpath "$1")
 here=$(dirname "$(realpath "$0")")
