@@ -26,7 +26,7 @@ from .tracers import load_probe_set
 __all__ = ["StudyPlan", "load_plan", "find_resumable"]
 
 _TOP_KEYS = {"name", "description", "configs", "timing", "cpus", "mem", "repeat", "backend",
-             "append", "probes", "cell"}
+             "append", "probes", "gap", "cell"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class StudyPlan:
     path: Path
     matrix: Matrix
     digest: str
+    gap: tuple[str, str] | None = None   # (baseline, floor): report the share a third recovers
 
 
 def _resolved(data: dict[str, Any], cells: list[Cell], opts: BootOptions) -> dict[str, Any]:
@@ -70,6 +71,11 @@ def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
     if timing not in ("icount", "realtime"):
         raise UsageError(f"{path}: timing must be 'icount' or 'realtime', not {timing!r}")
     configs = parse_config_list(",".join(data["configs"]))
+    gap = data.get("gap")
+    if gap is not None and (not isinstance(gap, list) or len(gap) != 2
+                            or not set(gap) <= set(data["configs"]) or gap[0] == gap[1]):
+        raise UsageError(f"{path}: gap must name two different configs of the plan "
+                         f"[baseline, floor], not {gap!r}")
     default_repeat = int(data.get("repeat", 3))
     cells = []
     for n, raw in enumerate(data["cell"], 1):
@@ -95,6 +101,7 @@ def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
     return StudyPlan(
         name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
         path=path, matrix=Matrix(configs, cells, chosen, probes, opts), digest=digest,
+        gap=(str(gap[0]), str(gap[1])) if gap else None,
     )
 
 

@@ -95,12 +95,37 @@ def trace(
         ui.out_console.print(f"run {run.run_id} recorded in {run.path}")
 
 
-def _show_data(run_id: str) -> dict[str, Any]:
+def _gap_of(manifest: dict[str, Any], gap: str | None) -> tuple[str, str] | None:
+    """--gap A,B, else the study plan's gap, else none."""
+    if gap is None:
+        g = manifest.get("gap")
+        return (str(g[0]), str(g[1])) if isinstance(g, list) and len(g) == 2 else None
+    names = [n.strip() for n in gap.split(",") if n.strip()]
+    if len(names) != 2 or names[0] == names[1]:
+        raise UsageError(f"--gap needs two different configurations BASELINE,FLOOR, got {gap!r}")
+    known = set(manifest.get("config_names") or [])
+    if known and not set(names) <= known:
+        raise UsageError(f"--gap {gap}: the run has configurations {', '.join(sorted(known))}")
+    return names[0], names[1]
+
+
+def _show_data(run_id: str, gap: str | None = None) -> dict[str, Any]:
+    from ..compare import gap_table, taskpile_slopes
     from ..stats import summarize
 
     run = open_run(run_id)
     records = run.records()
-    return {"run_id": run.run_id, "manifest": run.manifest(), "summary": summarize(records)}
+    manifest = run.manifest()
+    data: dict[str, Any] = {"run_id": run.run_id, "manifest": manifest,
+                            "summary": summarize(records)}
+    pair = _gap_of(manifest, gap)
+    if pair:
+        data["gap"] = {"baseline": pair[0], "floor": pair[1],
+                       "rows": gap_table(records, *pair)}
+    slopes = taskpile_slopes(records)
+    if slopes:
+        data["taskpile_slopes"] = slopes
+    return data
 
 
 def _fmt_cell(cell: dict[str, Any]) -> str:
@@ -141,10 +166,51 @@ def _comparisons(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> l
     return lines
 
 
-def _print_show(run_id: str) -> None:
+def _fmt_share(f: dict[str, Any]) -> str:
+    if f["mean"] != f["mean"]:  # NaN: no gap to recover
+        return "no gap"
+    ci = f" [{f['lo']:.0%}, {f['hi']:.0%}]" if f["lo"] == f["lo"] else ""
+    return f"{f['mean']:.0%}{ci}"
+
+
+def _print_derived(data: dict[str, Any]) -> None:
+    """The gap-recovered table and the taskpile slopes, when the run has them."""
     from rich.table import Table
 
-    data = _show_data(run_id)
+    if data.get("gap", {}).get("rows"):
+        g = data["gap"]
+        table = Table(title=f"share of the {g['baseline']} → {g['floor']} gap recovered "
+                            "(mean [95% bootstrap CI]; per unit: baseline / floor / candidate)",
+                      title_justify="left")
+        for col in ("workload", "config", "guest µs", "recovered", "highmem kmaps", "removed"):
+            table.add_column(col, justify="left" if col in ("workload", "config") else "right")
+        for r in g["rows"]:
+            t, k = r["figures"].get("guest time"), r["figures"].get("highmem kmaps")
+            table.add_row(
+                f"{r['workload']} (per {r['unit']})", r["config"],
+                f"{t['base'] / 1e3:,.2f} / {t['floor'] / 1e3:,.2f} / {t['candidate'] / 1e3:,.2f}"
+                if t else "-", _fmt_share(t) if t else "-",
+                f"{k['base']:,.2f} / {k['floor']:,.2f} / {k['candidate']:,.2f}" if k else "-",
+                _fmt_share(k) if k else "-")
+        ui.out_console.print(table)
+    slopes = data.get("taskpile_slopes")
+    if slopes:
+        table = Table(title="taskpile: 4 kB pages per task alive (least-squares slope over all "
+                            "samples, 95% CI)", title_justify="left")
+        for col in ("config", "lowmem", "PageTables", "samples", "most tasks"):
+            table.add_column(col, justify="left" if col == "config" else "right")
+        for cfg, s in slopes.items():
+            cells = [f"{s[k]['mean']:.2f} [{s[k]['lo']:.2f}, {s[k]['hi']:.2f}]"
+                     if s[k]["mean"] == s[k]["mean"] else "-"
+                     for k in ("lowmem_pages_per_task", "pagetables_pages_per_task")]
+            table.add_row(cfg, *cells, str(s["samples"]), str(s["max_tasks"]))
+        ui.out_console.print(table)
+
+
+def _print_show(run_id: str, gap: str | None = None) -> None:
+    from rich.table import Table
+
+    data = _show_data(run_id, gap)
     m = data["manifest"]
     records = open_run(run_id).records()
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -173,6 +239,7 @@ def _print_show(run_id: str) -> None:
         ui.out_console.print(table)
         for line in _comparisons(rows, records):
             ui.out_console.print(line)
+    _print_derived(data)
     if m.get("status") != "complete":
         ui.warn(f"run status: {m.get('status')}")
 
@@ -221,13 +288,14 @@ def runs(
 @cli_errors
 def show(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix, path, or 'latest').")],
+    gap: Annotated[str | None, typer.Option(help="BASELINE,FLOOR: also show the share of the baseline → floor gap (guest time, highmem kmaps) each other configuration recovers. Default: the study plan's 'gap'.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Counts per configuration, per workload unit, with their spread across repeats."""
     if json_out:
-        print_json(_show_data(run))
+        print_json(_show_data(run, gap))
     else:
-        _print_show(run)
+        _print_show(run, gap)
 
 
 @cli_errors
@@ -288,7 +356,8 @@ def study(
     if run is None:
         run = start_run(m, plan.name, {"kind": "study", "plan": str(plan_file),
                                        "plan_name": plan.name, "plan_digest": plan.digest,
-                                       "description": plan.description})
+                                       "description": plan.description,
+                                       **({"gap": list(plan.gap)} if plan.gap else {})})
     else:
         ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
     with ui.overall(m.total_repeats, f"study {plan.name}") as bar:

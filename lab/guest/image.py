@@ -83,7 +83,9 @@ class ImagePlan:
 
 
 def _programs() -> dict[str, Path]:
-    progs = {"sbin/lab-agent": vm_dir() / "guest" / "lab-agent.c"}
+    progs = {"sbin/lab-agent": vm_dir() / "guest" / "lab-agent.c",
+             # tries user-mode access to kernel addresses (the UKVA window's safety test)
+             "sbin/lab-peek": vm_dir() / "guest" / "lab-peek.c"}
     for src in sorted((repo_root() / "lab" / "workloads").glob("*.c")):
         progs[f"workloads/{src.stem}"] = src
     return progs

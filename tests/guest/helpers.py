@@ -12,14 +12,16 @@ from typing import Any
 import psutil
 
 
-def lab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`lab ARGS...` exactly as a user runs it (state and results dirs come from the env)."""
+def lab(*args: str, timeout: float = 600,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`lab ARGS...` exactly as a user runs it (state and results dirs come from the env,
+    updated with ``env``: module-scoped guests pass their own state directory)."""
     return subprocess.run(
         [sys.executable, "-m", "lab", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=os.environ.copy(),
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -23,7 +23,7 @@ from lab.guest.image import CFLAGS as IMAGE_CFLAGS
 from lab.workloads import list_workloads, load_workload, parse_report, workload_sources
 
 CFLAGS = ["-m32", "-static", "-O2", "-Wall", "-Wextra", "-Werror"]
-NEW = ["faultstorm", "execstorm", "taskpile", "mmapchurn", "shellmix"]
+NEW = ["faultstorm", "execstorm", "taskpile", "mmapchurn", "shellmix", "ptstress"]
 
 #: unit and (default, min, max) of each parameter, in order, as the brief asks for them (but
 #: mmapchurn iters 1000, not 2000: 2000 took 8-23 s in the TCG guest; 1000 takes 3-8 s).
@@ -36,6 +36,8 @@ SPECS: dict[str, tuple[str, dict[str, tuple[int, int, int]]]] = {
                              "iters": (1000, 1, 1_000_000), "pages": (8, 1, 1024)}),
     "shellmix": ("script", {"files": (50, 1, 2000), "scripts": (8, 1, 100_000),
                             "concurrency": (4, 1, 64)}),
+    "ptstress": ("round", {"seconds": (10, 1, 86400), "workers": (4, 1, 64),
+                           "readers": (2, 0, 16), "mib": (8, 2, 256)}),
 }
 
 
@@ -166,13 +168,14 @@ def test_help(bins: dict[str, Path], name: str) -> None:
 
 # --- small runs -------------------------------------------------------------------------------
 
-#: small parameters and the exact ops they must report
-SMALL: dict[str, tuple[dict[str, int], int]] = {
+#: small parameters and the exact ops they must report (None: a timed run, ops varies)
+SMALL: dict[str, tuple[dict[str, int], int | None]] = {
     "faultstorm": ({"procs": 3, "mib": 2, "passes": 2}, 3 * 2 * 256 * 2),
     "execstorm": ({"execs": 25, "concurrency": 3}, 25),
     "taskpile": ({"tasks": 10, "step": 4, "span_mib": 8}, 10),
     "mmapchurn": ({"procs": 2, "threads": 3, "iters": 50, "pages": 4}, 2 * 3 * 50),
     "shellmix": ({"files": 7, "scripts": 5, "concurrency": 2}, 5),
+    "ptstress": ({"seconds": 2, "workers": 2, "readers": 1, "mib": 2}, None),
 }
 
 
@@ -181,7 +184,15 @@ def test_small_run(bins: dict[str, Path], name: str, tmp_path: Path) -> None:
     params, ops = SMALL[name]
     extra = ["--dir", str(tmp_path)] if name == "shellmix" else []
     report = run_ok(bins[name], name, params, *extra)
-    assert report["ops"] == ops
+    if ops is not None:
+        assert report["ops"] == ops
+        return
+    # ptstress: every kind of churn ran, ops adds them up, the readers read pagemap entries
+    assert report["ops"] == sum(report["rounds"].values())
+    assert set(report["rounds"]) == {"fault", "mremap", "fork", "exec", "threads"}
+    assert all(n > 0 for n in report["rounds"].values()), report["rounds"]
+    assert report["pagemap_entries"] > 0 and report["pages_verified"] > 0
+    assert report["elapsed_ns"] >= params["seconds"] * 1e9
 
 
 def test_faultstorm_faults_once_per_page(bins: dict[str, Path]) -> None:

@@ -1,0 +1,194 @@
+"""The UKVA kernel in the real guest: it boots, its window is out of user mode's reach, every
+workload runs on it at its default size with the page-table kmaps gone, and it survives a
+5-minute page-table stress on 2 vCPUs with a clean console.
+
+The ukva kernel is built from linux-source-6.1 + vm/patches/ukva/ (cached by content; a cold
+build is ~8-15 min on 2 idle cores). built-highpte is the same source and configuration without
+the series, so every difference below is the series'.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.compare import taskpile_slopes
+from lab.config import load_config, load_kernel_description
+from lab.kernels import KernelArtifact
+from lab.kernels.source_build import SourceBuiltKernel
+from lab.results import list_runs
+
+from .helpers import lab
+
+pytestmark = [pytest.mark.guest, pytest.mark.timeout(3600)]
+
+PLAN = Path(__file__).parent.parent / "data" / "ukva-ci.toml"
+STRESS_SECONDS = 300
+#: What must never appear on the console of a healthy kernel.
+CONSOLE_PROBLEMS = re.compile(
+    r"Oops|BUG:|WARNING:|lockdep|possible circular locking|possible recursive locking"
+    r"|inconsistent lock state|general protection fault|Call Trace|Kernel panic"
+    r"|bad pmd|UKVA.*(mismatch|stale)|blocked for more than")
+WINDOW = re.compile(r"UKVA page-table window at (0x[0-9a-f]+)-(0x[0-9a-f]+)")
+
+
+def build_ukva() -> KernelArtifact:
+    return SourceBuiltKernel().build(load_kernel_description(load_config("ukva").kernel))
+
+
+@pytest.fixture(scope="module")
+def ukva_kernel() -> KernelArtifact:
+    return build_ukva()
+
+
+@pytest.fixture(scope="module")
+def study(ukva_kernel: KernelArtifact,
+          tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], dict[str, Any]]:
+    """tests/data/ukva-ci.toml run once: records by (config, workload)."""
+    root = tmp_path_factory.mktemp("ukva-study")
+    env = {"UKVA_LAB_RESULTS": str(root / "results"), "UKVA_LAB_STATE": str(root / "state")}
+    res = lab("study", str(PLAN), "--json", timeout=2400, env=env)
+    assert res.returncode == 0, res.stderr
+    (run,) = list(list_runs(root / "results"))
+    assert run.manifest()["status"] == "complete"
+    return {(r["config"], r["workload"]): r for r in run.records()}
+
+
+@pytest.fixture(scope="module")
+def guest(ukva_kernel: KernelArtifact,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`lab up --config ukva --cpus 2`; yields the env that reaches it; `lab down` after."""
+    root = tmp_path_factory.mktemp("ukva-up")
+    env = {"UKVA_LAB_RESULTS": str(root / "results"), "UKVA_LAB_STATE": str(root / "state")}
+    up = lab("up", "--config", "ukva", "--cpus", "2", env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield env
+    finally:
+        lab("down", env=env)
+
+
+def run(env: dict[str, str], *cmd: str, timeout: float = 120) -> str:
+    res = lab("exec", "--timeout", str(timeout), "--", *cmd, env=env, timeout=timeout + 60)
+    assert res.returncode == 0, (cmd, res.returncode, res.stderr)
+    return res.stdout
+
+
+def console_problems(env: dict[str, str]) -> list[str]:
+    status = json.loads(lab("status", "--json", env=env).stdout)
+    text = Path(status["console_log"]).read_text(errors="replace")
+    text += run(env, "dmesg")
+    return [line for line in text.splitlines() if CONSOLE_PROBLEMS.search(line)]
+
+
+def per_unit(r: dict[str, Any], counter: str) -> float:
+    return r["counts"][counter] / r["units"]
+
+
+# --- the kernel -------------------------------------------------------------------------------
+
+def test_ukva_kernel_has_the_option_and_real_functions(guest: dict[str, str]) -> None:
+    assert "CONFIG_X86_UKVA=y" in run(guest, "sh", "-c", "zcat /proc/config.gz")
+    syms = run(guest, "grep", "-E", " (pmd_alloc_ukva|pmd_free_ukva)$", "/proc/kallsyms")
+    types = {line.split()[2]: line.split()[1] for line in syms.splitlines()}
+    # noinline text symbols, so kprobes (and the lab's probe set) can count them
+    assert set(types) == {"pmd_alloc_ukva", "pmd_free_ukva"}
+    assert set(types.values()) <= {"T", "t"}
+    assert WINDOW.search(run(guest, "dmesg")), "the boot log names the window"
+
+
+def test_user_mode_cannot_touch_the_window(guest: dict[str, str]) -> None:
+    m = WINDOW.search(run(guest, "dmesg"))
+    assert m
+    base, end = int(m.group(1), 16), int(m.group(2), 16)
+    # the window's first and last entries, the middle, and the entries that map the PTE pages
+    # of the program's own text (0x08048000) and stack (0xbffff000): present while it runs
+    addrs = [base, end - 8, (base + end) // 2,
+             base + (0x08048000 >> 12) * 8, base + (0xBFFFF000 >> 12) * 8]
+    out = json.loads(run(guest, "/sbin/lab-peek", *[hex(a) for a in addrs]))
+    assert out["control"] == {"addr": out["control"]["addr"], "read": "ok", "write": "ok",
+                              "syscall": "ok"}, "the harness must see an accessible address"
+    for p in out["probes"]:
+        assert p["read"] == "SIGSEGV" and p["write"] == "SIGSEGV", p
+        assert p["syscall"] == "EFAULT", p
+    assert out["refused"] == out["attempts"] == 3 * len(addrs)
+
+
+def test_stress_on_two_vcpus_leaves_a_clean_console(guest: dict[str, str]) -> None:
+    assert run(guest, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
+    tr = "/sys/kernel/tracing"
+    run(guest, "sh", "-c",
+        f"echo 'p:sa pmd_alloc_ukva' > {tr}/kprobe_events && "
+        f"echo 'p:sf pmd_free_ukva' >> {tr}/kprobe_events && "
+        f"echo 'p:pa pgd_alloc' >> {tr}/kprobe_events && "
+        f"echo 'p:pf pgd_free' >> {tr}/kprobe_events && "
+        f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
+        f"echo 1 > {tr}/events/kprobes/enable")
+    out = run(guest, "/workloads/ptstress", "--seconds", str(STRESS_SECONDS),
+              timeout=STRESS_SECONDS + 300)
+    report = json.loads(out.strip().splitlines()[-1])
+    run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
+    hits = {line.split()[0]: int(line.split()[1])
+            for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
+    assert report["errors"] == 0, report
+    assert report["elapsed_ns"] >= STRESS_SECONDS * 1e9
+    assert all(n > 0 for n in report["rounds"].values()), report["rounds"]
+    assert {"fault", "mremap", "fork", "exec", "threads"} <= set(report["rounds"])
+    assert report["pagemap_entries"] > 0 and report["pages_verified"] > 0
+    # one shadow set per mm created and torn down, many mms, and the window in constant use
+    assert hits["sa"] > 1000 and abs(hits["sa"] - hits["pa"]) <= 2, hits
+    assert abs(hits["sf"] - hits["pf"]) <= 2 and abs(hits["sa"] - hits["sf"]) <= 20, hits
+    assert hits["win"] > 100 * hits["sa"], hits
+    assert console_problems(guest) == []
+    assert run(guest, "true") == "", "the guest still answers"
+
+
+# --- the workloads at their default sizes -------------------------------------------------------
+
+def test_every_workload_verified_its_work_on_both_kernels(study: dict) -> None:
+    assert {w for _, w in study} == {"forkstorm", "faultstorm", "execstorm", "taskpile",
+                                     "mmapchurn", "shellmix"}
+    for (cfg, wl), r in study.items():
+        assert r["report"]["errors"] == 0, (cfg, wl, r["report"])
+        assert r["units"] > 0 and r["guest_elapsed_ns"] > 0
+
+
+def test_one_shadow_set_per_mm(study: dict) -> None:
+    for (cfg, wl), r in study.items():
+        if cfg == "built-highpte":
+            assert "pmd_alloc_ukva" in r["absent"], "the stock kernel has no UKVA"
+            continue
+        c = r["counts"]
+        assert abs(c["pmd_alloc_ukva"] - c["pgd_alloc"]) <= 2, (wl, c)
+        assert abs(c["pmd_free_ukva"] - c["pgd_free"]) <= 2, (wl, c)
+    assert 1.0 <= per_unit(study[("ukva", "forkstorm")], "pmd_alloc_ukva") < 1.1
+    assert 2.0 <= per_unit(study[("ukva", "execstorm")], "pmd_alloc_ukva") < 2.2
+
+
+def test_faults_reach_their_page_tables_without_kmap(study: dict) -> None:
+    high, ukva = study[("built-highpte", "faultstorm")], study[("ukva", "faultstorm")]
+    # built-highpte: PTE page (twice: fault + zap) and the data page; ukva: the data page only
+    assert per_unit(high, "__kmap_local_pfn_prot") > 2.9
+    assert per_unit(ukva, "__kmap_local_pfn_prot") < 1.1
+    assert per_unit(ukva, "ukva_pte_offset_map") >= 2.0   # the window does the PTE work now
+
+
+def test_fork_keeps_only_the_foreign_side_on_kmap(study: dict) -> None:
+    high, ukva = study[("built-highpte", "forkstorm")], study[("ukva", "forkstorm")]
+    h, u = per_unit(high, "__kmap_local_pfn_prot"), per_unit(ukva, "__kmap_local_pfn_prot")
+    # the parent side, the child's faults and its exit use the window; the child's tables
+    # (fork's dst) are a foreign mm: still kmapped, so ukva is far below, but not at zero
+    assert u < 0.7 * h, (h, u)
+    assert per_unit(ukva, "ukva_pte_offset_map") > 0
+
+
+def test_shadow_pages_are_page_tables_in_lowmem(study: dict) -> None:
+    slopes = taskpile_slopes([study[("built-highpte", "taskpile")], study[("ukva", "taskpile")]])
+    pt = {cfg: s["pagetables_pages_per_task"]["mean"] for cfg, s in slopes.items()}
+    # PageTables counts pages exactly (no free-list noise): 3 shadow pages per task more
+    assert 2.5 <= pt["ukva"] - pt["built-highpte"] <= 3.5, pt
