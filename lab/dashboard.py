@@ -520,12 +520,61 @@ def _mixed(records: list[dict[str, Any]]) -> str:
             "like.</div>")
 
 
+def _gap_section(records: list[dict[str, Any]], gap: tuple[str, str]) -> str:
+    """The share of the baseline → floor gap each other configuration recovers, per cell."""
+    from .compare import gap_table
+
+    def share(f: dict[str, Any]) -> str:
+        if f["mean"] != f["mean"]:
+            return "no gap"
+        return _esc(f"{f['mean']:.0%}" + (f" [{f['lo']:.0%}, {f['hi']:.0%}]"
+                                          if f["lo"] == f["lo"] else ""))
+
+    body = []
+    for r in gap_table(records, *gap):
+        cells = [f"{r['workload']} (per {r['unit']})", r["config"]]
+        html = "".join(f"<td>{_esc(c)}</td>" for c in cells)
+        for label, scale in (("guest time", 1e-3), ("highmem kmaps", 1.0)):
+            f = r["figures"].get(label)
+            if not f:
+                html += "<td>-</td><td>-</td>"
+                continue
+            trio = " / ".join(f"{f[k] * scale:,.2f}" for k in ("base", "floor", "candidate"))
+            html += f"<td>{_esc(trio)}</td><td>{share(f)}</td>"
+        body.append(f"<tr>{html}</tr>")
+    if not body:
+        return ""
+    return (f"<p class='note'>Share of the {_esc(gap[0])} → {_esc(gap[1])} gap recovered: "
+            "(baseline − candidate) / (baseline − floor), mean [95% bootstrap CI, repeats "
+            "resampled per configuration]. 100% = as good as the floor.</p>"
+            + _table(("workload", "config", "guest µs: base / floor / candidate", "recovered",
+                      "highmem kmaps: base / floor / candidate", "removed"), body))
+
+
+def _slopes_table(records: list[dict[str, Any]]) -> str:
+    from .compare import taskpile_slopes
+
+    body = []
+    for cfg, s in taskpile_slopes(records).items():
+        cells = [cfg] + [f"{s[k]['mean']:.2f} [{s[k]['lo']:.2f}, {s[k]['hi']:.2f}]"
+                         if s[k]["mean"] == s[k]["mean"] else "-"
+                         for k in ("lowmem_pages_per_task", "pagetables_pages_per_task")]
+        body.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells)
+                    + f"<td>{s['samples']}</td></tr>")
+    return ("<p class='note'>4 kB pages per task alive: least-squares slope over every sample "
+            "(LowFree + per-CPU lists falling, PageTables rising), 95% CI.</p>"
+            + _table(("config", "lowmem pages/task", "PageTables pages/task", "samples"), body)
+            if body else "")
+
+
 def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
-                     allow_mixed: bool = False) -> Path:
+                     allow_mixed: bool = False, gap: tuple[str, str] | None = None) -> Path:
     """Write one offline HTML dashboard for ``runs``; returns its path.
 
     ``out`` is a file path, or a directory to put ``dashboard-<first run id>.html`` in.
     ``baseline`` names a configuration the others are compared to (Welch test, in the table).
+    ``gap`` (baseline, floor) adds the share of that gap the other configurations recover;
+    by default a study plan's ``gap`` from the run manifest.
     Raises UsageError for nothing to show, an unknown baseline, or mixed timing/backends
     (unless ``allow_mixed``, which puts a MIXED banner on the page instead).
     """
@@ -594,7 +643,14 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
                          f"{plot(fig)}", 3))
     pile = _taskpile(records, color_of, sfx)
     if pile:
-        sections.append(("taskpile", "taskpile: lowmem curve", pile[1] + plot(pile[0]), 2))
+        sections.append(("taskpile", "taskpile: lowmem curve",
+                         pile[1] + _slopes_table(records) + plot(pile[0]), 2))
+    if gap is None:
+        gap = next((tuple(m["gap"]) for m in manifests.values()  # type: ignore[misc]
+                    if isinstance(m.get("gap"), list) and len(m["gap"]) == 2), None)
+    gap_html = _gap_section(records, gap) if gap else ""
+    if gap_html:
+        sections.insert(0, ("gap", "Gap recovered", gap_html, 2))
     if profiled:
         sections.append(("profile", "Differential profiles",
                          "".join(_profile_section(run, manifests[run.run_id])

@@ -306,6 +306,7 @@ def dashboard(
     ] = None,
     baseline: Annotated[str | None, typer.Option(help="Configuration to compare against.")] = None,
     allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Show runs of different timing modes or tracer backends together (marked MIXED).")] = False,
+    gap: Annotated[str | None, typer.Option(help="BASELINE,FLOOR: add the share of that gap each other configuration recovers. Default: a study plan's 'gap'.")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in a web browser.")] = False,
 ) -> None:
     """Write one self-contained (offline) HTML dashboard comparing configurations."""
@@ -325,7 +326,9 @@ def dashboard(
         out = output or dashboards_dir() / f"{found[0].run_id}.html"
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            path = render_dashboard(found, out, baseline=baseline, allow_mixed=allow_mixed)
+            pair = _gap_of(found[0].manifest(), gap) if gap else None
+            path = render_dashboard(found, out, baseline=baseline, allow_mixed=allow_mixed,
+                                    gap=pair)
         except UsageError as e:
             # stats.check_comparable names its keyword argument; say the flag instead
             raise UsageError(str(e).replace("allow_mixed=True", "--allow-mixed")) from None

@@ -35,11 +35,15 @@
  * with the allocation, moves and frees above. Processes and mappings that go
  * away in between are normal, not errors.
  *
- * Usage: ptstress [--seconds S] [--workers W] [--readers R] [--mib M]
+ * Usage: ptstress [--seconds S] [--workers W] [--readers R] [--mib M] [--thp 0|1]
  *        ptstress --exec-child WORKER ITERATION
  *   --seconds S   wall time to run (1..86400, default 10)
  *   --workers W   worker processes churning (1..64, default 4)
  *   --readers R   pagemap reader processes (0..16, default 2)
+ *   --thp 1       fault rounds also collapse their region into huge pages
+ *                 (MADV_HUGEPAGE + MADV_COLLAPSE, khugepaged's path) and
+ *                 split one by a partial mprotect, checking the data after
+ *                 each; needs CONFIG_TRANSPARENT_HUGEPAGE (default 0)
  *   --mib M       MiB per region (2..256, default 8); a worker holds up to
  *                 about 2 * M MiB at once, its fork child M more
  *   --exec-child  the exec target of the exec rounds (not for direct use)
@@ -60,10 +64,11 @@
  * Output: one JSON line on stdout, e.g. (--seconds 5, on the host)
  *   {"workload":"ptstress","unit":"round","ops":197,"errors":0,
  *    "elapsed_ns":5008531558,"params":{"seconds":5,"workers":4,
- *    "readers":2,"mib":8},"rounds":{"fault":39,"mremap":39,"fork":40,
+ *    "readers":2,"mib":8,"thp":0},"rounds":{"fault":39,"mremap":39,"fork":40,
  *    "exec":41,"threads":38},"pages_verified":3545164,
  *    "pagemap_entries":8292884,"pagemap_present":5623418,
- *    "pagemap_procs":2492,"pagemap_children":193,"nohugepage":true}
+ *    "pagemap_procs":2492,"pagemap_children":193,"collapses":0,
+ *    "nohugepage":true}
  * (on one line); ops is the sum of the rounds of all kinds. pagemap_procs
  * counts pagemaps the readers opened, pagemap_children those of workers'
  * children among them. "nohugepage" is false when the kernel has no THP
@@ -129,6 +134,7 @@ static struct param params[] = {
 	{ "workers",  4, 1, MAX_WORKERS },
 	{ "readers",  2, 0, MAX_READERS },
 	{ "mib",      8, 2, 256 },
+	{ "thp",      0, 0, 1 },
 };
 
 /* What each worker and reader sends the parent: one write, atomic on a pipe. */
@@ -142,6 +148,7 @@ struct result {
 	uint64_t pm_present;	/* of which present (bit 63) */
 	uint64_t pm_procs;	/* pagemaps opened */
 	uint64_t pm_children;	/* of which workers' children */
+	uint64_t collapses;	/* --thp 1: MADV_COLLAPSE calls that worked */
 };
 
 /* Where a check happens, for the patterns and the error messages. */
@@ -167,13 +174,15 @@ static unsigned long region_pages;
 static char self_path[PATH_MAX];
 static int result_fd = -1;	/* a worker's end of the pipe */
 static int nohuge_taken;
+static int use_thp;		/* --thp 1: huge pages wanted, collapsed, split */
+static uint64_t collapses;	/* this worker's successful MADV_COLLAPSE calls */
 static unsigned int printed;
 static struct child_counts *child_counts;
 static int go;			/* threads round: start together */
 
 static void print_usage(FILE *f)
 {
-	fprintf(f, "usage: ptstress [--seconds S] [--workers W] [--readers R] [--mib M]\n"
+	fprintf(f, "usage: ptstress [--seconds S] [--workers W] [--readers R] [--mib M] [--thp 0|1]\n"
 		   "       ptstress --exec-child WORKER ITERATION\n");
 }
 
@@ -277,6 +286,10 @@ static int check(struct ctx *c, const uint32_t *p, unsigned long from,
 	return 0;
 }
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE		25	/* Linux 6.1 */
+#endif
+
 static void nohuge(void *p, size_t len)
 {
 	if (!madvise(p, len, MADV_NOHUGEPAGE))
@@ -370,6 +383,29 @@ static int round_fault(struct ctx *c)
 	}
 	if (fill(c, p, 0, n, 0) || check(c, p, 0, n, 0, "after writing"))
 		goto out;
+	if (use_thp) {
+		/*
+		 * The range was written as 4 kB pages (NOHUGEPAGE). Allow
+		 * huge pages and collapse it (the old PTE pages are detached
+		 * and freed: pmdp_collapse_flush; khugepaged may do the same
+		 * meanwhile), then split one again by changing the protection
+		 * of 3 pages in it (split_huge_pmd re-installs a deposited
+		 * PTE page). Not every collapse can succeed (EAGAIN, ENOMEM,
+		 * unaligned ends): the data is checked, not the outcome.
+		 */
+		if (madvise(p, region_len, MADV_HUGEPAGE) && errno != EINVAL)
+			failed(c, "madvise(MADV_HUGEPAGE)");
+		if (!madvise(p, region_len, MADV_COLLAPSE))
+			collapses++;
+		if (check(c, p, 0, n, 0, "after MADV_COLLAPSE"))
+			goto out;
+		if (mprotect((char *)p + page_size, 3 * page_size, PROT_READ)) {
+			failed(c, "mprotect (split)");
+			goto out;
+		}
+		if (check(c, p, 0, n, 0, "after a split by mprotect"))
+			goto out;
+	}
 	if (mprotect(p, region_len, PROT_READ)) {
 		failed(c, "mprotect");
 		goto out;
@@ -750,6 +786,7 @@ static int worker_main(unsigned long w, int out)
 		}
 	}
 	res.nohuge = nohuge_taken;
+	res.collapses = collapses;
 	if (write(out, &res, sizeof(res)) != sizeof(res))
 		return CHILD_FAILED;
 	return res.errors ? CHILD_FAILED : 0;
@@ -1028,7 +1065,7 @@ int main(int argc, char **argv)
 	unsigned long seconds, workers, readers, mib, nprocs, i, k;
 	unsigned long errors = 0;
 	unsigned long long ops = 0, verified = 0, entries = 0, present = 0;
-	unsigned long long pm_procs = 0, pm_children = 0;
+	unsigned long long pm_procs = 0, pm_children = 0, ncollapses = 0;
 	unsigned long long by_kind[NKINDS] = { 0 };
 	unsigned char seen[MAX_WORKERS + MAX_READERS] = { 0 };
 	pid_t pids[MAX_WORKERS + MAX_READERS] = { 0 };
@@ -1046,6 +1083,7 @@ int main(int argc, char **argv)
 	workers = params[1].value;
 	readers = params[2].value;
 	mib = params[3].value;
+	use_thp = (int)params[4].value;
 	nprocs = workers + readers;
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
 	wpp = page_size / sizeof(uint32_t);
@@ -1125,6 +1163,7 @@ int main(int argc, char **argv)
 		present += res.pm_present;
 		pm_procs += res.pm_procs;
 		pm_children += res.pm_children;
+		ncollapses += res.collapses;
 		nohuge_any |= res.nohuge;
 	}
 	errors += reap_all("ptstress", pids, nprocs, seen, CHILD_FAILED);
@@ -1133,8 +1172,8 @@ int main(int argc, char **argv)
 	printf("{\"workload\":\"ptstress\",\"unit\":\"round\",");
 	printf("\"ops\":%llu,\"errors\":%lu,\"elapsed_ns\":%lld,",
 	       ops, errors, t1 - t0);
-	printf("\"params\":{\"seconds\":%lu,\"workers\":%lu,\"readers\":%lu,\"mib\":%lu},",
-	       seconds, workers, readers, mib);
+	printf("\"params\":{\"seconds\":%lu,\"workers\":%lu,\"readers\":%lu,\"mib\":%lu,\"thp\":%d},",
+	       seconds, workers, readers, mib, use_thp);
 	printf("\"rounds\":{");
 	for (k = 0; k < NKINDS; k++)
 		printf("%s\"%s\":%llu", k ? "," : "", kind_name[k], by_kind[k]);
@@ -1142,7 +1181,7 @@ int main(int argc, char **argv)
 	       verified, entries);
 	printf("\"pagemap_present\":%llu,\"pagemap_procs\":%llu,",
 	       present, pm_procs);
-	printf("\"pagemap_children\":%llu,\"nohugepage\":%s}\n",
-	       pm_children, nohuge_any ? "true" : "false");
+	printf("\"pagemap_children\":%llu,\"collapses\":%llu,\"nohugepage\":%s}\n",
+	       pm_children, ncollapses, nohuge_any ? "true" : "false");
 	return errors ? 1 : 0;
 }

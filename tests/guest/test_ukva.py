@@ -1,10 +1,16 @@
 """The UKVA kernel in the real guest: it boots, its window is out of user mode's reach, every
-workload runs on it at its default size with the page-table kmaps gone, and it survives a
-5-minute page-table stress on 2 vCPUs with a clean console.
+workload runs on it at its default size with the page-table kmaps gone, and it survives
+page-table stress on 2 vCPUs with a clean console.
 
-The ukva kernel is built from linux-source-6.1 + vm/patches/ukva/ (cached by content; a cold
-build is ~8-15 min on 2 idle cores). built-highpte is the same source and configuration without
-the series, so every difference below is the series'.
+Two stress runs: a short one on `ukva` itself (the kernel the studies measure), counting with
+kprobes that the stress reached the paths it is meant to reach; and 5 minutes on `ukva-debug`
+(the same series with DEBUG_VM, which cross-checks every window access against the pmd,
+lockdep, DEBUG_ATOMIC_SLEEP, full preemption and THP with MADV_COLLAPSE), where "the console
+stayed clean" means something: lockdep must still be armed at the end, the kernel untainted.
+
+The kernels are built from linux-source-6.1 + vm/patches/ukva/ and cached by content (a cold
+build is ~20 min each on 2 cores). built-highpte is the same source and configuration without
+the series, so every difference in the study is the series'.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from .helpers import lab
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(3600)]
 
 PLAN = Path(__file__).parent.parent / "data" / "ukva-ci.toml"
-STRESS_SECONDS = 300
+STRESS_SECONDS = 300     # on ukva-debug
+SHORT_STRESS_SECONDS = 60
 #: What must never appear on the console of a healthy kernel.
 CONSOLE_PROBLEMS = re.compile(
     r"Oops|BUG:|WARNING:|lockdep|possible circular locking|possible recursive locking"
@@ -37,13 +44,24 @@ CONSOLE_PROBLEMS = re.compile(
 WINDOW = re.compile(r"UKVA page-table window at (0x[0-9a-f]+)-(0x[0-9a-f]+)")
 
 
-def build_ukva() -> KernelArtifact:
-    return SourceBuiltKernel().build(load_kernel_description(load_config("ukva").kernel))
+def build_kernel(config: str) -> KernelArtifact:
+    return SourceBuiltKernel().build(load_kernel_description(load_config(config).kernel))
 
 
 @pytest.fixture(scope="module")
 def ukva_kernel() -> KernelArtifact:
-    return build_ukva()
+    return build_kernel("ukva")
+
+
+def booted(config: str, root: Path) -> Iterator[dict[str, str]]:
+    """`lab up --config CONFIG --cpus 2`; yields the env that reaches it; `lab down` after."""
+    env = {"UKVA_LAB_RESULTS": str(root / "results"), "UKVA_LAB_STATE": str(root / "state")}
+    up = lab("up", "--config", config, "--cpus", "2", env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield env
+    finally:
+        lab("down", env=env)
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +80,13 @@ def study(ukva_kernel: KernelArtifact,
 @pytest.fixture(scope="module")
 def guest(ukva_kernel: KernelArtifact,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`lab up --config ukva --cpus 2`; yields the env that reaches it; `lab down` after."""
-    root = tmp_path_factory.mktemp("ukva-up")
-    env = {"UKVA_LAB_RESULTS": str(root / "results"), "UKVA_LAB_STATE": str(root / "state")}
-    up = lab("up", "--config", "ukva", "--cpus", "2", env=env)
-    assert up.returncode == 0, up.stderr
-    try:
-        yield env
-    finally:
-        lab("down", env=env)
+    yield from booted("ukva", tmp_path_factory.mktemp("ukva-up"))
+
+
+@pytest.fixture(scope="module")
+def debug_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    build_kernel("ukva-debug")
+    yield from booted("ukva-debug", tmp_path_factory.mktemp("ukva-debug-up"))
 
 
 def run(env: dict[str, str], *cmd: str, timeout: float = 120) -> str:
@@ -119,7 +135,24 @@ def test_user_mode_cannot_touch_the_window(guest: dict[str, str]) -> None:
     assert out["refused"] == out["attempts"] == 3 * len(addrs)
 
 
-def test_stress_on_two_vcpus_leaves_a_clean_console(guest: dict[str, str]) -> None:
+def vmstat(env: dict[str, str]) -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in run(env, "cat", "/proc/vmstat")
+                                   .splitlines())}
+
+
+def stress(env: dict[str, str], seconds: int, *args: str) -> dict[str, Any]:
+    out = run(env, "/workloads/ptstress", "--seconds", str(seconds), *args,
+              timeout=seconds + 300)
+    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    assert report["errors"] == 0, report
+    assert report["elapsed_ns"] >= seconds * 1e9
+    assert set(report["rounds"]) == {"fault", "mremap", "fork", "exec", "threads"}
+    assert all(n > 0 for n in report["rounds"].values()), report["rounds"]
+    assert report["pagemap_entries"] > 0 and report["pages_verified"] > 0
+    return report
+
+
+def test_stress_reaches_the_window_paths(guest: dict[str, str]) -> None:
     assert run(guest, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
     tr = "/sys/kernel/tracing"
     run(guest, "sh", "-c",
@@ -128,22 +161,18 @@ def test_stress_on_two_vcpus_leaves_a_clean_console(guest: dict[str, str]) -> No
         f"echo 'p:pa pgd_alloc' >> {tr}/kprobe_events && "
         f"echo 'p:pf pgd_free' >> {tr}/kprobe_events && "
         f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
+        f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
         f"echo 1 > {tr}/events/kprobes/enable")
-    out = run(guest, "/workloads/ptstress", "--seconds", str(STRESS_SECONDS),
-              timeout=STRESS_SECONDS + 300)
-    report = json.loads(out.strip().splitlines()[-1])
+    stress(guest, SHORT_STRESS_SECONDS)
     run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
     hits = {line.split()[0]: int(line.split()[1])
             for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
-    assert report["errors"] == 0, report
-    assert report["elapsed_ns"] >= STRESS_SECONDS * 1e9
-    assert all(n > 0 for n in report["rounds"].values()), report["rounds"]
-    assert {"fault", "mremap", "fork", "exec", "threads"} <= set(report["rounds"])
-    assert report["pagemap_entries"] > 0 and report["pages_verified"] > 0
-    # one shadow set per mm created and torn down, many mms, and the window in constant use
-    assert hits["sa"] > 1000 and abs(hits["sa"] - hits["pa"]) <= 2, hits
+    # one shadow set per mm created and torn down, dozens of mms (~53 per 30 s here), the
+    # window in constant use, and whole page tables moved by mremap (move_normal_pmd's hook)
+    assert hits["sa"] > 20 and abs(hits["sa"] - hits["pa"]) <= 2, hits
     assert abs(hits["sf"] - hits["pf"]) <= 2 and abs(hits["sa"] - hits["sf"]) <= 20, hits
     assert hits["win"] > 100 * hits["sa"], hits
+    assert hits["det"] > 0, hits
     assert console_problems(guest) == []
     assert run(guest, "true") == "", "the guest still answers"
 
@@ -192,3 +221,26 @@ def test_shadow_pages_are_page_tables_in_lowmem(study: dict) -> None:
     pt = {cfg: s["pagetables_pages_per_task"]["mean"] for cfg, s in slopes.items()}
     # PageTables counts pages exactly (no free-list noise): 3 shadow pages per task more
     assert 2.5 <= pt["ukva"] - pt["built-highpte"] <= 3.5, pt
+
+
+def test_five_minutes_of_stress_on_the_debug_kernel(debug_guest: dict[str, str]) -> None:
+    env = debug_guest
+    assert "CONFIG_PROVE_LOCKING=y" in run(env, "sh", "-c", "zcat /proc/config.gz")
+    assert run(env, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
+    thp = "/sys/kernel/mm/transparent_hugepage"
+    run(env, "sh", "-c", f"echo madvise > {thp}/enabled && "
+        f"echo 100 > {thp}/khugepaged/scan_sleep_millisecs && "
+        f"echo 100 > {thp}/khugepaged/alloc_sleep_millisecs && "
+        f"echo 4096 > {thp}/khugepaged/pages_to_scan")
+    before = vmstat(env)
+    report = stress(env, STRESS_SECONDS, "--thp", "1")
+    after = vmstat(env)
+    # the paths that detach page tables under the window ran: collapses and splits
+    assert report["collapses"] > 0, report
+    assert after["thp_collapse_alloc"] > before["thp_collapse_alloc"]
+    assert after["thp_split_pmd"] > before["thp_split_pmd"]
+    assert console_problems(env) == []
+    # lockdep switches itself off at its first report: still on = it found nothing
+    stats = run(env, "cat", "/proc/lockdep_stats")
+    assert re.search(r"debug_locks:\s+1", stats), stats
+    assert run(env, "cat", "/proc/sys/kernel/tainted").strip() == "0"

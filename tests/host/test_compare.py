@@ -142,3 +142,24 @@ def test_show_gap_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert row["figures"]["guest time"]["mean"] == pytest.approx(0.25, abs=1e-6)
     bad = runner.invoke(app, ["show", run.run_id, "--gap", "hi,nope"])
     assert bad.exit_code == 2 and "configurations" in bad.output
+
+
+def test_dashboard_shows_the_gap_and_the_slopes(tmp_path: Path) -> None:
+    from lab.dashboard import render_dashboard
+
+    names = ["hi", "lo", "ukva"]
+    run = new_run("faultstorm", {"configs": names, "config_names": names, "backend": "ftrace",
+                                 "timing": "icount", "gap": ["hi", "lo"]},
+                  root=tmp_path / "results")
+    for cfg, ns, k in (("hi", 5.8, 3.0), ("lo", 5.4, 1.0), ("ukva", 5.5, 1.004)):
+        for r in range(3):
+            run.append_record({**rec(cfg, r, ns + r * 0.01, k), "run_id": run.run_id})
+    for p in (pile("hi", 40.0, 4096.0), pile("ukva", 52.0, 4108.0)):
+        run.append_record({**rec(p["config"], 0, 1, 1, workload="taskpile"), **p,
+                           "run_id": run.run_id, "unit": "task"})
+    page = render_dashboard([run], tmp_path / "d.html").read_text()
+    assert 'id="gap"' in page and "hi → lo gap recovered" in page
+    assert "<td>75% [" in page          # guest time 5.81 → 5.51 of 5.81 → 5.41
+    assert "lowmem pages/task" in page and "<td>13.00 [" in page
+    other = render_dashboard([run], tmp_path / "e.html", gap=("lo", "hi")).read_text()
+    assert "lo → hi gap recovered" in other and "<td>25% [" in other

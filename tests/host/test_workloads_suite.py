@@ -37,7 +37,8 @@ SPECS: dict[str, tuple[str, dict[str, tuple[int, int, int]]]] = {
     "shellmix": ("script", {"files": (50, 1, 2000), "scripts": (8, 1, 100_000),
                             "concurrency": (4, 1, 64)}),
     "ptstress": ("round", {"seconds": (10, 1, 86400), "workers": (4, 1, 64),
-                           "readers": (2, 0, 16), "mib": (8, 2, 256)}),
+                           "readers": (2, 0, 16), "mib": (8, 2, 256),
+                           "thp": (0, 0, 1)}),
 }
 
 
