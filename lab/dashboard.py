@@ -649,8 +649,8 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
         gap = next((tuple(m["gap"]) for m in manifests.values()  # type: ignore[misc]
                     if isinstance(m.get("gap"), list) and len(m["gap"]) == 2), None)
     gap_html = _gap_section(records, gap) if gap else ""
-    if gap_html:
-        sections.insert(0, ("gap", "Gap recovered", gap_html, 2))
+    if gap_html:  # a summary of the workload sections: before their headline, not among them
+        gap_html = f'<h2 id="gap">Gap recovered</h2>{gap_html}'
     if profiled:
         sections.append(("profile", "Differential profiles",
                          "".join(_profile_section(run, manifests[run.run_id])
@@ -663,7 +663,8 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
               '(lab/tracers/sim_model.toml), not from a guest kernel.</div>' if simulated else "")
     if allow_mixed:
         banner += _mixed(records)
-    nav = " ".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h, _, _ in sections)
+    nav = ('<a href="#gap">Gap recovered</a> ' if gap_html else "") + " ".join(
+        f'<a href="#{a}">{_esc(h)}</a>' for a, h, _, _ in sections)
     head = ("<h2>Headline: per unit, mean ± half-width of the 95% CI</h2><p class='note'>Hover "
             "a cell for the CI bounds and CV. “absent” means the kernel lacks the counter "
             "(recorded as absent, not 0).</p>" if rows else "")
@@ -674,7 +675,7 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
             f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
             f"<h1>{_esc(title)}</h1>{banner}<nav>{nav}</nav>"
             f"<h2>Provenance</h2>{_provenance(runs, manifests, records)}{notes_html}"
-            f"{head}{body}</body></html>")
+            f"{gap_html}{head}{body}</body></html>")
     if out.is_dir():
         out = out / f"dashboard-{runs[0].run_id}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
