@@ -368,6 +368,22 @@ static void child_died(struct ctx *c, const char *who, int status)
 			" (exec failed)" : "");
 }
 
+/*
+ * Three pages inside the region's first whole 2 MiB block, one page in: a
+ * protection change there splits the huge page that maps the block (the
+ * region is at least 2 MiB but mmap() need not align it, so the block may
+ * start up to 2 MiB - 4 kB in, and only --mib >= 4 guarantees a whole one;
+ * with less the mprotect just changes 4 kB PTEs).
+ */
+static void *split_target(void *region)
+{
+	uintptr_t a = ((uintptr_t)region + PMD_SIZE - 1) & ~(PMD_SIZE - 1);
+
+	if (a + PMD_SIZE > (uintptr_t)region + region_len)
+		a = (uintptr_t)region;
+	return (void *)(a + page_size);
+}
+
 /* Each round returns 1 if it ran to its end (mismatches or not), else 0. */
 
 static int round_fault(struct ctx *c)
@@ -399,7 +415,7 @@ static int round_fault(struct ctx *c)
 			collapses++;
 		if (check(c, p, 0, n, 0, "after MADV_COLLAPSE"))
 			goto out;
-		if (mprotect((char *)p + page_size, 3 * page_size, PROT_READ)) {
+		if (mprotect(split_target(p), 3 * page_size, PROT_READ)) {
 			failed(c, "mprotect (split)");
 			goto out;
 		}

@@ -49,3 +49,24 @@ def test_mem_sizes(text: str, mib: int) -> None:
 def test_bad_mem_sizes(text: str) -> None:
     with pytest.raises(UsageError):
         parse_mem_mib(text)
+
+
+def test_ukva_family_differs_from_built_pae_only_by_the_series() -> None:
+    """The UKVA comparison is fair only if ukva is built-pae + the series + its option, and
+    the debug and off variants change nothing else."""
+    from lab.config import load_kernel_description
+
+    def desc(config: str) -> dict:
+        return load_kernel_description(load_config(config).kernel).data
+
+    base, ukva, debug = desc("built-highpte"), desc("ukva"), desc("ukva-debug")
+    assert load_config("built-lowpte").kernel == load_config("built-highpte").kernel
+    for key in ("source", "package", "base"):
+        assert ukva[key] == base[key] == debug[key]
+    assert ukva["fragments"] == [*base["fragments"], "ukva.config"]
+    assert ukva["patches"] == "ukva" and base.get("patches") != "ukva"
+    assert debug["fragments"] == [*ukva["fragments"], "mm-debug.config"]
+    assert debug["patches"] == ukva["patches"]
+    assert load_config("ukva").cmdline == ()
+    off = load_config("ukva-off")
+    assert (off.kernel, off.cmdline) == ("ukva", ("ukva=off",))
