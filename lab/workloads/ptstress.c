@@ -1059,23 +1059,6 @@ static int reader_main(unsigned long index, unsigned long proc,
 
 /* --- the parent --------------------------------------------------------- */
 
-/* The path to exec: /proc/self/exe resolved, else argv[0] if it is a path. */
-static int find_self(const char *argv0, char *buf, size_t size)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-
-	if (n > 0) {
-		buf[n] = '\0';
-		if (!access(buf, X_OK))
-			return 0;
-	}
-	if (strchr(argv0, '/') && strlen(argv0) < size) {
-		strcpy(buf, argv0);
-		return 0;
-	}
-	return -1;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long seconds, workers, readers, mib, nprocs, i, k;

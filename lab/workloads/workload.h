@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 
@@ -192,6 +193,26 @@ static inline unsigned long reap_all(const char *prog, const pid_t *pids,
 				seen[i] ? "" : " without sending its counts");
 	}
 	return errors;
+}
+
+/*
+ * The path to exec to run this program again (execstorm, ptstress): /proc/self/exe
+ * resolved, else argv[0] if it is a path. 0 on success, -1 if neither works.
+ */
+static inline int find_self(const char *argv0, char *buf, size_t size)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+
+	if (n > 0) {
+		buf[n] = '\0';
+		if (!access(buf, X_OK))
+			return 0;
+	}
+	if (strchr(argv0, '/') && strlen(argv0) < size) {
+		strcpy(buf, argv0);
+		return 0;
+	}
+	return -1;
 }
 
 #endif /* LAB_WORKLOAD_H */

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lab.cli import app
 from lab.compare import gap_recovered, gap_table, taskpile_slopes
 from lab.errors import UsageError
-from lab.results import new_run
+from lab.results import RunDir, new_run
 from lab.study import load_plan
 
 PARAMS = {"procs": 4, "mib": 32}
@@ -112,8 +112,9 @@ def test_shipped_ukva_plan_declares_its_gap() -> None:
     assert plan.matrix.boot.icount
 
 
-def test_show_gap_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UKVA_LAB_RESULTS", str(tmp_path / "results"))
+def three_config_run(tmp_path: Path) -> RunDir:
+    """A stored run: faultstorm on hi/lo/ukva (ukva recovers 75 % of the time gap) and a
+    taskpile on hi and ukva (10 and 13 lowmem pages per task), with a plan-style gap."""
     names = ["hi", "lo", "ukva"]
     run = new_run("faultstorm", {"configs": names, "config_names": names, "backend": "ftrace",
                                  "timing": "icount", "gap": ["hi", "lo"]},
@@ -124,6 +125,12 @@ def test_show_gap_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     for p in (pile("hi", 40.0, 4096.0), pile("ukva", 52.0, 4108.0)):
         run.append_record({**rec(p["config"], 0, 1, 1, workload="taskpile"), **p,
                            "run_id": run.run_id, "unit": "task"})
+    return run
+
+
+def test_show_gap_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UKVA_LAB_RESULTS", str(tmp_path / "results"))
+    run = three_config_run(tmp_path)
     runner = CliRunner()
     out = runner.invoke(app, ["show", run.run_id, "--json"])
     assert out.exit_code == 0, out.output
@@ -147,16 +154,7 @@ def test_show_gap_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_dashboard_shows_the_gap_and_the_slopes(tmp_path: Path) -> None:
     from lab.dashboard import render_dashboard
 
-    names = ["hi", "lo", "ukva"]
-    run = new_run("faultstorm", {"configs": names, "config_names": names, "backend": "ftrace",
-                                 "timing": "icount", "gap": ["hi", "lo"]},
-                  root=tmp_path / "results")
-    for cfg, ns, k in (("hi", 5.8, 3.0), ("lo", 5.4, 1.0), ("ukva", 5.5, 1.004)):
-        for r in range(3):
-            run.append_record({**rec(cfg, r, ns + r * 0.01, k), "run_id": run.run_id})
-    for p in (pile("hi", 40.0, 4096.0), pile("ukva", 52.0, 4108.0)):
-        run.append_record({**rec(p["config"], 0, 1, 1, workload="taskpile"), **p,
-                           "run_id": run.run_id, "unit": "task"})
+    run = three_config_run(tmp_path)
     page = render_dashboard([run], tmp_path / "d.html").read_text()
     assert 'id="gap"' in page and "hi → lo gap recovered" in page
     assert "<td>75% [" in page          # guest time 5.81 → 5.51 of 5.81 → 5.41
