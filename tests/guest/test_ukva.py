@@ -79,13 +79,13 @@ def study(ukva_kernel: KernelArtifact,
     return {(r["config"], r["workload"]): r for r in run.records()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def guest(ukva_kernel: KernelArtifact,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     yield from booted("ukva", tmp_path_factory.mktemp("ukva-up"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def debug_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     build_kernel("ukva-debug")
     yield from booted("ukva-debug", tmp_path_factory.mktemp("ukva-debug-up"))
@@ -108,35 +108,6 @@ def per_unit(r: dict[str, Any], counter: str) -> float:
     return r["counts"][counter] / r["units"]
 
 
-# --- the kernel -------------------------------------------------------------------------------
-
-def test_ukva_kernel_has_the_option_and_real_functions(guest: dict[str, str]) -> None:
-    assert "CONFIG_X86_UKVA=y" in run(guest, "sh", "-c", "zcat /proc/config.gz")
-    syms = run(guest, "grep", "-E", " (pmd_alloc_ukva|pmd_free_ukva)$", "/proc/kallsyms")
-    types = {line.split()[2]: line.split()[1] for line in syms.splitlines()}
-    # noinline text symbols, so kprobes (and the lab's probe set) can count them
-    assert set(types) == {"pmd_alloc_ukva", "pmd_free_ukva"}
-    assert set(types.values()) <= {"T", "t"}
-    assert WINDOW.search(run(guest, "dmesg")), "the boot log names the window"
-
-
-def test_user_mode_cannot_touch_the_window(guest: dict[str, str]) -> None:
-    m = WINDOW.search(run(guest, "dmesg"))
-    assert m
-    base, end = int(m.group(1), 16), int(m.group(2), 16)
-    # the window's first and last entries, the middle, and the entries that map the PTE pages
-    # of the program's own text (0x08048000) and stack (0xbffff000): present while it runs
-    addrs = [base, end - 8, (base + end) // 2,
-             base + (0x08048000 >> 12) * 8, base + (0xBFFFF000 >> 12) * 8]
-    out = json.loads(run(guest, "/sbin/lab-peek", *[hex(a) for a in addrs]))
-    assert out["control"] == {"addr": out["control"]["addr"], "read": "ok", "write": "ok",
-                              "syscall": "ok"}, "the harness must see an accessible address"
-    for p in out["probes"]:
-        assert p["read"] == "SIGSEGV" and p["write"] == "SIGSEGV", p
-        assert p["syscall"] == "EFAULT", p
-    assert out["refused"] == out["attempts"] == 3 * len(addrs)
-
-
 def vmstat(env: dict[str, str]) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split() for line in run(env, "cat", "/proc/vmstat")
                                    .splitlines())}
@@ -154,29 +125,59 @@ def stress(env: dict[str, str], seconds: int, *args: str) -> dict[str, Any]:
     return report
 
 
-def test_stress_reaches_the_window_paths(guest: dict[str, str]) -> None:
-    assert run(guest, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
-    tr = "/sys/kernel/tracing"
-    run(guest, "sh", "-c",
-        f"echo 'p:sa pmd_alloc_ukva' > {tr}/kprobe_events && "
-        f"echo 'p:sf pmd_free_ukva' >> {tr}/kprobe_events && "
-        f"echo 'p:pa pgd_alloc' >> {tr}/kprobe_events && "
-        f"echo 'p:pf pgd_free' >> {tr}/kprobe_events && "
-        f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
-        f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
-        f"echo 1 > {tr}/events/kprobes/enable")
-    stress(guest, SHORT_STRESS_SECONDS)
-    run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
-    hits = {line.split()[0]: int(line.split()[1])
-            for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
-    # one shadow set per mm created and torn down, dozens of mms (~53 per 30 s here), the
-    # window in constant use, and whole page tables moved by mremap (move_normal_pmd's hook)
-    assert hits["sa"] > 20 and abs(hits["sa"] - hits["pa"]) <= 2, hits
-    assert abs(hits["sf"] - hits["pf"]) <= 2 and abs(hits["sa"] - hits["sf"]) <= 20, hits
-    assert hits["win"] > 100 * hits["sa"], hits
-    assert hits["det"] > 0, hits
-    assert console_problems(guest) == []
-    assert run(guest, "true") == "", "the guest still answers"
+# --- the kernel -------------------------------------------------------------------------------
+
+class TestUkvaGuest:
+    """`lab up --config ukva --cpus 2`, powered off after these tests."""
+
+    def test_ukva_kernel_has_the_option_and_real_functions(self, guest: dict[str, str]) -> None:
+        assert "CONFIG_X86_UKVA=y" in run(guest, "sh", "-c", "zcat /proc/config.gz")
+        syms = run(guest, "grep", "-E", " (pmd_alloc_ukva|pmd_free_ukva)$", "/proc/kallsyms")
+        types = {line.split()[2]: line.split()[1] for line in syms.splitlines()}
+        # noinline text symbols, so kprobes (and the lab's probe set) can count them
+        assert set(types) == {"pmd_alloc_ukva", "pmd_free_ukva"}
+        assert set(types.values()) <= {"T", "t"}
+        assert WINDOW.search(run(guest, "dmesg")), "the boot log names the window"
+
+    def test_user_mode_cannot_touch_the_window(self, guest: dict[str, str]) -> None:
+        m = WINDOW.search(run(guest, "dmesg"))
+        assert m
+        base, end = int(m.group(1), 16), int(m.group(2), 16)
+        # the window's first and last entries, the middle, and the entries that map the PTE pages
+        # of the program's own text (0x08048000) and stack (0xbffff000): present while it runs
+        addrs = [base, end - 8, (base + end) // 2,
+                 base + (0x08048000 >> 12) * 8, base + (0xBFFFF000 >> 12) * 8]
+        out = json.loads(run(guest, "/sbin/lab-peek", *[hex(a) for a in addrs]))
+        assert out["control"] == {"addr": out["control"]["addr"], "read": "ok", "write": "ok",
+                                  "syscall": "ok"}, "the harness must see an accessible address"
+        for p in out["probes"]:
+            assert p["read"] == "SIGSEGV" and p["write"] == "SIGSEGV", p
+            assert p["syscall"] == "EFAULT", p
+        assert out["refused"] == out["attempts"] == 3 * len(addrs)
+
+    def test_stress_reaches_the_window_paths(self, guest: dict[str, str]) -> None:
+        assert run(guest, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
+        tr = "/sys/kernel/tracing"
+        run(guest, "sh", "-c",
+            f"echo 'p:sa pmd_alloc_ukva' > {tr}/kprobe_events && "
+            f"echo 'p:sf pmd_free_ukva' >> {tr}/kprobe_events && "
+            f"echo 'p:pa pgd_alloc' >> {tr}/kprobe_events && "
+            f"echo 'p:pf pgd_free' >> {tr}/kprobe_events && "
+            f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
+            f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
+            f"echo 1 > {tr}/events/kprobes/enable")
+        stress(guest, SHORT_STRESS_SECONDS)
+        run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
+        hits = {line.split()[0]: int(line.split()[1])
+                for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
+        # one shadow set per mm created and torn down, dozens of mms (~53 per 30 s here), the
+        # window in constant use, and whole page tables moved by mremap (move_normal_pmd's hook)
+        assert hits["sa"] > 20 and abs(hits["sa"] - hits["pa"]) <= 2, hits
+        assert abs(hits["sf"] - hits["pf"]) <= 2 and abs(hits["sa"] - hits["sf"]) <= 20, hits
+        assert hits["win"] > 100 * hits["sa"], hits
+        assert hits["det"] > 0, hits
+        assert console_problems(guest) == []
+        assert run(guest, "true") == "", "the guest still answers"
 
 
 # --- the workloads at their default sizes -------------------------------------------------------
@@ -225,27 +226,30 @@ def test_shadow_pages_are_page_tables_in_lowmem(study: dict) -> None:
     assert 2.5 <= pt["ukva"] - pt["built-highpte"] <= 3.5, pt
 
 
-def test_five_minutes_of_stress_on_the_debug_kernel(debug_guest: dict[str, str]) -> None:
-    env = debug_guest
-    assert "CONFIG_PROVE_LOCKING=y" in run(env, "sh", "-c", "zcat /proc/config.gz")
-    assert run(env, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
-    thp = "/sys/kernel/mm/transparent_hugepage"
-    run(env, "sh", "-c", f"echo madvise > {thp}/enabled && "
-        f"echo 100 > {thp}/khugepaged/scan_sleep_millisecs && "
-        f"echo 100 > {thp}/khugepaged/alloc_sleep_millisecs && "
-        f"echo 4096 > {thp}/khugepaged/pages_to_scan")
-    before = vmstat(env)
-    report = stress(env, STRESS_SECONDS, "--thp", "1")
-    after = vmstat(env)
-    # the paths that detach page tables under the window ran: collapses and splits
-    assert report["collapses"] > 0, report
-    assert after["thp_collapse_alloc"] > before["thp_collapse_alloc"]
-    assert after["thp_split_pmd"] > before["thp_split_pmd"]
-    assert console_problems(env) == []
-    # lockdep switches itself off at its first report: still on = it found nothing
-    stats = run(env, "cat", "/proc/lockdep_stats")
-    assert re.search(r"debug_locks:\s+1", stats), stats
-    assert run(env, "cat", "/proc/sys/kernel/tainted").strip() == "0"
+class TestDebugKernelStress:
+    """`lab up --config ukva-debug --cpus 2`, powered off after the stress."""
+
+    def test_five_minutes_of_stress_on_the_debug_kernel(self, debug_guest: dict[str, str]) -> None:
+        env = debug_guest
+        assert "CONFIG_PROVE_LOCKING=y" in run(env, "sh", "-c", "zcat /proc/config.gz")
+        assert run(env, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
+        thp = "/sys/kernel/mm/transparent_hugepage"
+        run(env, "sh", "-c", f"echo madvise > {thp}/enabled && "
+            f"echo 100 > {thp}/khugepaged/scan_sleep_millisecs && "
+            f"echo 100 > {thp}/khugepaged/alloc_sleep_millisecs && "
+            f"echo 4096 > {thp}/khugepaged/pages_to_scan")
+        before = vmstat(env)
+        report = stress(env, STRESS_SECONDS, "--thp", "1")
+        after = vmstat(env)
+        # the paths that detach page tables under the window ran: collapses and splits
+        assert report["collapses"] > 0, report
+        assert after["thp_collapse_alloc"] > before["thp_collapse_alloc"]
+        assert after["thp_split_pmd"] > before["thp_split_pmd"]
+        assert console_problems(env) == []
+        # lockdep switches itself off at its first report: still on = it found nothing
+        stats = run(env, "cat", "/proc/lockdep_stats")
+        assert re.search(r"debug_locks:\s+1", stats), stats
+        assert run(env, "cat", "/proc/sys/kernel/tainted").strip() == "0"
 
 
 def test_nopti_keeps_the_window_with_a_private_kernel_pmd(
