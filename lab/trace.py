@@ -270,10 +270,16 @@ def run_matrix(
                                                  "hints": att.hints})
                 for cell, i in todo:
                     label = f"{cfg.name}: {cell.workload.name} repeat {i + 1}/{cell.repeat}"
+                    console = _console_offset(session)
                     with ui.step(label):
                         meas = session.measure(cell.workload.name, cell.params,
                                                cell.workload.argv(cell.params))
                     rec = _record(m, run, cfg, cell, i, session, meas)
+                    events = _console_events(session, console)
+                    if events:  # e.g. a soft lockup: the numbers stand, with this next to them
+                        rec["console_events"] = events
+                        ui.warn(f"{label}: the guest kernel logged "
+                                + "; ".join(f"{e['kind']}: {e['text']}" for e in events))
                     run.append_record(rec)
                     if on_record:
                         on_record(rec)
@@ -289,6 +295,25 @@ def run_matrix(
         raise
     run.update_manifest(status="complete", ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return run
+
+
+def _console_offset(session: TraceSession) -> int | None:
+    """Size of the session's console log now (None: a model, no console)."""
+    path = getattr(session, "console_log", None)
+    try:
+        return path.stat().st_size if isinstance(path, Path) else None
+    except OSError:
+        return 0
+
+
+def _console_events(session: TraceSession, offset: int | None) -> list[dict[str, str]]:
+    """Kernel events (warnings, stalls, soft lockups) the console logged since ``offset``."""
+    from .guest.console import read_console, scan_console
+
+    path = getattr(session, "console_log", None)
+    if offset is None or not isinstance(path, Path):
+        return []
+    return [{"kind": e.kind, "text": e.text} for e in scan_console(read_console(path, offset))]
 
 
 def run_trace(m: Matrix, results_root: Path | None = None,

@@ -240,6 +240,12 @@ def _print_show(run_id: str, gap: str | None = None) -> None:
         for line in _comparisons(rows, records):
             ui.out_console.print(line)
     _print_derived(data)
+    noted = [r for r in records if r.get("console_events")]
+    if noted:
+        ui.warn(f"{len(noted)} measurement(s) happened while the guest kernel logged "
+                + "; ".join(sorted({f"{e['kind']} ({r['config']} {r['workload']})"
+                                    for r in noted for e in r["console_events"]}))
+                + ": see console_events in runs.jsonl and the run's console logs")
     if m.get("status") != "complete":
         ui.warn(f"run status: {m.get('status')}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections import defaultdict
+from pathlib import Path
 
 from ..errors import LabError
 from ..guest.agent import ExecResult
@@ -228,6 +229,11 @@ class FtraceSession:
         self.guest = guest
         self.probes: list[ProbeSpec] = []
         self.attachment = Attachment([], {})
+
+    @property
+    def console_log(self) -> Path:
+        """The guest's console, so each measurement can record what the kernel said during it."""
+        return self.guest.instance.console_log
 
     def attach(self, probes: list[ProbeSpec]) -> Attachment:
         self.probes = probes
