@@ -262,28 +262,27 @@ def run_matrix(
             skipped = sum(c.repeat for c in m.cells) - len(todo)
             if skipped and on_skip:
                 on_skip(skipped)
-            if not todo:
-                continue
-            with opener(m, cfg, run) as session:
-                att = session.attach(m.probes)
-                _set_config_meta(run, cfg.name, {"attached": att.attached, "absent": att.absent,
-                                                 "hints": att.hints})
-                for cell, i in todo:
-                    label = f"{cfg.name}: {cell.workload.name} repeat {i + 1}/{cell.repeat}"
-                    console = _console_offset(session)
-                    with ui.step(label):
-                        meas = session.measure(cell.workload.name, cell.params,
-                                               cell.workload.argv(cell.params))
-                    rec = _record(m, run, cfg, cell, i, session, meas)
-                    events = _console_events(session, console)
-                    if events:  # e.g. a soft lockup: the numbers stand, with this next to them
-                        rec["console_events"] = events
-                        ui.warn(f"{label}: the guest kernel logged "
-                                + "; ".join(f"{e['kind']}: {e['text']}" for e in events))
-                    run.append_record(rec)
-                    if on_record:
-                        on_record(rec)
-                session.close()
+            for attempt in (1, 2):
+                if not todo:
+                    break
+                try:
+                    _measure_config(m, run, cfg, todo, opener, on_record)
+                    break
+                except GuestLostError as e:
+                    # A soft lockup under TCG has been a vCPU that never answered an IPI
+                    # (text_poke_bp while probes came off): the guest is gone, but the next
+                    # boot is fine. Reboot once, keep every record made, say so.
+                    if attempt == 2 or not e.reason.startswith("soft-lockup"):
+                        raise
+                    done = {record_key(r["config"], r["workload"], r["params"], r["repeat"])
+                            for r in run.records()}
+                    todo = [(c, i) for c, i in todo
+                            if record_key(cfg.name, c.workload.name, c.params, i) not in done]
+                    reboots = run.manifest().get("configs", {}).get(cfg.name, {}).get(
+                        "reboots", [])
+                    _set_config_meta(run, cfg.name, {"reboots": [*reboots, e.reason]})
+                    ui.warn(f"{cfg.name}: guest lost ({e.reason}); booting it again for the "
+                            f"{len(todo)} measurement(s) left (recorded in the manifest)")
     except KeyboardInterrupt:
         run.update_manifest(status="interrupted", ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise
@@ -295,6 +294,33 @@ def run_matrix(
         raise
     run.update_manifest(status="complete", ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return run
+
+
+def _measure_config(m: Matrix, run: RunDir, cfg: GuestConfig, todo: list[tuple[Cell, int]],
+                    opener: Callable[[Matrix, GuestConfig, RunDir], Any],
+                    on_record: Callable[[dict[str, Any]], None] | None) -> None:
+    """One boot of ``cfg``: attach the probes, measure every (cell, repeat) in ``todo``,
+    append each record as soon as it exists."""
+    with opener(m, cfg, run) as session:
+        att = session.attach(m.probes)
+        _set_config_meta(run, cfg.name, {"attached": att.attached, "absent": att.absent,
+                                         "hints": att.hints})
+        for cell, i in todo:
+            label = f"{cfg.name}: {cell.workload.name} repeat {i + 1}/{cell.repeat}"
+            console = _console_offset(session)
+            with ui.step(label):
+                meas = session.measure(cell.workload.name, cell.params,
+                                       cell.workload.argv(cell.params))
+            rec = _record(m, run, cfg, cell, i, session, meas)
+            events = _console_events(session, console)
+            if events:  # warnings, stalls: the numbers stand, with this next to them
+                rec["console_events"] = events
+                ui.warn(f"{label}: the guest kernel logged "
+                        + "; ".join(f"{e['kind']}: {e['text']}" for e in events))
+            run.append_record(rec)
+            if on_record:
+                on_record(rec)
+        session.close()
 
 
 def _console_offset(session: TraceSession) -> int | None:

@@ -17,9 +17,9 @@ __all__ = ["ConsoleEvent", "scan_console", "first_fatal", "read_console", "FATAL
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("panic", re.compile(r"Kernel panic - not syncing: .*")),
     ("oops", re.compile(r"\bOops: .*")),
-    # A CPU that did not schedule for 20 s: the watchdog taints the kernel (L) and carries
-    # on; under TCG a vCPU thread starved by the host is enough to trigger it. Reported,
-    # recorded with the measurement it happened in, not fatal (before "bug": same "BUG:").
+    # A CPU that did not schedule for 20 s. The kernel would carry on, but every one seen
+    # under TCG was a vCPU waiting for ever on an IPI the other never answered: fatal, and
+    # its own kind so that `lab trace`/`study` can boot again once (before "bug": same "BUG:").
     ("soft-lockup", re.compile(r"BUG: soft lockup - CPU#\d+ stuck for \d+s!.*")),
     ("bug", re.compile(r"\bBUG: .*|kernel BUG at .*")),
     ("general-protection", re.compile(r"general protection fault.*")),
@@ -37,7 +37,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 #: Events after which the guest cannot be trusted to go on.
-FATAL_KINDS = frozenset({"panic", "oops", "bug", "general-protection"})
+FATAL_KINDS = frozenset({"panic", "oops", "bug", "general-protection", "soft-lockup"})
 
 
 @dataclass(frozen=True)

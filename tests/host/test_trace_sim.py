@@ -67,3 +67,51 @@ def test_dashboard_of_a_sim_run(tmp_path: object) -> None:
     html = out.read_text()
     assert "SIMULATED" in html and "highpte" in html and "lowpte" in html
     assert "<script src=" not in html, "the dashboard must work offline"
+
+
+def _lose_guest_on_call(monkeypatch: pytest.MonkeyPatch, lost_on: set[int], reason: str) -> None:
+    from lab.errors import GuestLostError
+    from lab.tracers import sim
+
+    real = sim.SimSession.measure
+    calls = {"n": 0}
+
+    def flaky(self: sim.SimSession, *a: object, **k: object) -> object:
+        calls["n"] += 1
+        if calls["n"] in lost_on:
+            raise GuestLostError(reason, "/tmp/console.log")
+        return real(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sim.SimSession, "measure", flaky)
+
+
+def test_soft_lockup_reboots_once_and_keeps_every_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    why = "soft-lockup: BUG: soft lockup - CPU#1 stuck for 22s! [sh:500]"
+    _lose_guest_on_call(monkeypatch, {3}, why)
+    res = runner.invoke(app, ["trace", "--backend", "sim", "--repeat", "4"])
+    assert res.exit_code == 0, res.output
+    (run,) = list(list_runs())
+    m = run.manifest()
+    assert m["status"] == "complete"
+    assert m["configs"]["highpte"]["reboots"] == [why]
+    assert "reboots" not in m["configs"]["lowpte"]
+    keys = [(r["config"], r["repeat"]) for r in run.records()]
+    assert sorted(keys) == [(c, i) for c in ("highpte", "lowpte") for i in range(4)]
+    assert len(keys) == len(set(keys))   # nothing measured twice
+
+
+def test_a_second_soft_lockup_or_a_panic_ends_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    _lose_guest_on_call(monkeypatch, {2, 3}, "soft-lockup: BUG: soft lockup - CPU#0 stuck")
+    res = runner.invoke(app, ["trace", "--backend", "sim", "--repeat", "4"])
+    assert res.exit_code == 3
+    (run,) = list(list_runs())
+    assert run.manifest()["status"].startswith("guest lost: soft-lockup")
+    assert len(run.records()) == 1
+
+
+def test_a_panic_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    _lose_guest_on_call(monkeypatch, {2}, "panic: Kernel panic - not syncing: Fatal exception")
+    res = runner.invoke(app, ["trace", "--backend", "sim", "--repeat", "4"])
+    assert res.exit_code == 3
+    (run,) = list(list_runs())
+    assert len(run.records()) == 1 and "reboots" not in run.manifest()["configs"]["highpte"]
