@@ -16,6 +16,7 @@ of every repeat: one figure per configuration, in 4 kB pages per task.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -62,8 +63,6 @@ def gap_recovered(base: np.ndarray, floor: np.ndarray, cand: np.ndarray,
 
 
 def _cell_key(r: Record) -> tuple[str, str]:
-    import json
-
     return str(r.get("workload")), json.dumps(r.get("params", {}), sort_keys=True)
 
 
@@ -98,7 +97,7 @@ def _low_kb(sample: dict[str, Any]) -> float | None:
     low = sample.get("LowFree_kB")
     if not isinstance(low, int | float):
         return None
-    pcp = sample.get("LowPcp_kB", sample.get("low_pcp_kB", 0))
+    pcp = sample.get("LowPcp_kB", 0)  # older taskpile reports have no per-CPU lists
     return float(low) + (float(pcp) if isinstance(pcp, int | float) else 0.0)
 
 
