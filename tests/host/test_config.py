@@ -70,3 +70,15 @@ def test_ukva_family_differs_from_built_pae_only_by_the_series() -> None:
     assert load_config("ukva").cmdline == ()
     off = load_config("ukva-off")
     assert (off.kernel, off.cmdline) == ("ukva", ("ukva=off",))
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [("1T", "too large, at most 64G"), ("65G", "too large"), ("128M", "too small, at least 256M")],
+)
+def test_out_of_range_sizes_name_the_bound(text: str, words: str) -> None:
+    """A well-formed size the guest cannot use is called too large or too small, not malformed."""
+    with pytest.raises(UsageError) as e:
+        parse_mem_mib(text)
+    assert words in str(e.value)
+    assert "malformed" not in str(e.value)
