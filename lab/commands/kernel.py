@@ -1,4 +1,5 @@
-"""``lab kernel build|list|show``: kernels the lab can boot, and building them from source.
+"""``lab kernel build|list|show|check``: kernels the lab can boot, building them from source,
+and whether their sources and patch series still match what Debian serves.
 
 ``build`` takes a kernel (vm/kernels/NAME.toml) or a configuration (vm/configs/NAME.toml,
 meaning the kernel it boots), so ``lab kernel build built-highpte`` works.
@@ -14,10 +15,13 @@ from .. import ui
 from ..config import KernelDescription, list_configs, load_config, load_kernel_description
 from ..errors import UsageError
 from ..kernels import provider_for
+from ..kernels.drift import check_kernel
 from ..paths import vm_dir
 from .common import cli_errors, print_json
 
-__all__ = ["app", "resolve_kernel", "kernel_status", "list_kernels", "build_kernel"]
+__all__ = [
+    "app", "resolve_kernel", "kernel_status", "list_kernels", "build_kernel", "check_kernels"
+]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -169,3 +173,41 @@ def show_cli(
         return
     for line in _show_lines(data):
         ui.out_console.print(line, soft_wrap=True, markup=False)
+
+
+def check_kernels(names: list[str], try_patches: bool = True) -> list[dict[str, Any]]:
+    """Drift rows for the named kernels (all of vm/kernels/ when none are named)."""
+    if names:
+        descs = [resolve_kernel(n) for n in names]
+    else:
+        descs = [load_kernel_description(p.stem)
+                 for p in sorted((vm_dir() / "kernels").glob("*.toml"))]
+    return [check_kernel(d, try_patches) for d in descs]
+
+
+@app.command("check")
+@cli_errors
+def check_cli(
+    names: Annotated[list[str] | None, typer.Argument(help="Kernels or configurations (default: all).")] = None,
+    no_patches: Annotated[bool, typer.Option("--no-patches", help="Only compare versions; do not download the source to try the series.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Source drift: the version the archive serves, the version each kernel was last built
+    from, and whether each patch series still applies to the served source (patch -p1 -F0).
+
+    Exits 1 when a series no longer applies (the patch and hunk are named); stock kernels are
+    listed too and never depend on a series."""
+    rows = check_kernels(names or [], try_patches=not no_patches)
+    if json_out:
+        print_json(rows)
+    else:
+        ui.out_console.print(f"{'KERNEL':<15} {'SERVED':<11} {'LAST BUILT':<11} {'SERIES':<7} DETAIL")
+        for r in rows:
+            verdict = {True: "applies", False: "FAILS", None: "-"}[r["applies"]]
+            ui.out_console.print(
+                f"{r['name']:<15} {r['served_version']:<11} "
+                f"{r['last_built_version'] or '-':<11} {verdict:<7} {r['detail']}",
+                soft_wrap=True, markup=False,
+            )
+    if any(r["applies"] is False for r in rows):
+        raise typer.Exit(1)
