@@ -32,12 +32,12 @@ from typing import Any
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .. import ui
-from ..config import KernelDescription, load_kernel_description
 from ..debian import extract_deb, fetch_deb, resolve_metapackage_image, resolve_package, sha256_file
 from ..errors import LabError, UsageError
 from ..hostcheck import require_tool
 from ..paths import cache_dir, vm_dir
 from . import KernelArtifact, load_artifact
+from .description import KernelDescription, load_kernel_description
 from .fragments import (
     DroppedOptionsError,
     Requested,
