@@ -391,7 +391,7 @@ def profile(
     """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A."""
     import json
 
-    from ..profile import run_profile
+    from ..profile_run import run_profile
 
     if not 1 <= repeat <= 100 or top < 1:
         raise UsageError("--repeat must be 1..100 and --top at least 1")
