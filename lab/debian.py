@@ -40,12 +40,9 @@ class DebPackage:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file, read in chunks."""
-    h = hashlib.sha256()
+    """Hex SHA256 of a file (hashlib.file_digest: chunked, without holding it in memory)."""
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _apt_index_stamp() -> str:
