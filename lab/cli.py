@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import guest
+from .commands import bundle, guest, kernel, trace
 
 __all__ = ["app", "main"]
 
@@ -26,24 +26,9 @@ app.command("up")(guest.up)
 app.command("status")(guest.status)
 app.command("exec", context_settings={"allow_interspersed_args": False})(guest.exec_cmd)
 app.command("down")(guest.down)
-
-
-def _register_optional() -> None:
-    """Sub-apps that arrive with later issues register themselves here when present."""
-    try:
-        from .commands import kernel
-    except ImportError:
-        pass
-    else:
-        app.add_typer(kernel.app, name="kernel", help="Build and list kernels (linux-source-6.1).")
-    from .commands import bundle, trace
-
-    app.add_typer(bundle.app, name="bundle", help="Share runs: export, verify, import, merge.")
-
-    trace.register(app)
-
-
-_register_optional()
+app.add_typer(kernel.app, name="kernel", help="Build and list kernels (linux-source-6.1).")
+app.add_typer(bundle.app, name="bundle", help="Share runs: export, verify, import, merge.")
+trace.register(app)
 
 
 @app.callback(invoke_without_command=True)

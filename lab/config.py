@@ -3,17 +3,21 @@
 A configuration names a kernel description (vm/kernels/NAME.toml) and the extra kernel
 command-line arguments to boot it with. Adding a configuration means adding a file, never
 an if-chain in code.
+
+This is the plan layer: it finds configurations by name and validates them. The types the
+guest and kernel layers need (GuestConfig, BootDefaults, KernelDescription) live in those
+layers and are re-exported here, so nothing below imports this module.
 """
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import UsageError
+from .guest.configs import BootDefaults, GuestConfig, load_boot_defaults
+from .kernels.description import KernelDescription, load_kernel_description
 from .paths import vm_dir
+from .tomlfile import load_toml
 
 __all__ = [
     "BootDefaults",
@@ -25,61 +29,6 @@ __all__ = [
     "load_kernel_description",
     "parse_config_list",
 ]
-
-
-@dataclass(frozen=True)
-class BootDefaults:
-    """vm/guest.toml: what every boot shares (QEMU binary, CPU model, memory, console args)."""
-
-    qemu: str
-    cpu: str
-    machine: str
-    mem: str
-    cpus: int
-    ready_timeout: float
-    cmdline: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class KernelDescription:
-    """vm/kernels/NAME.toml: where a kernel comes from (a Debian package or a source build)."""
-
-    name: str
-    source: str
-    description: str
-    data: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-@dataclass(frozen=True)
-class GuestConfig:
-    """vm/configs/NAME.toml: a kernel plus the arguments it boots with."""
-
-    name: str
-    description: str
-    kernel: str
-    cmdline: tuple[str, ...]
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML: {e}") from e
-
-
-def load_boot_defaults(root: Path | None = None) -> BootDefaults:
-    """Read vm/guest.toml."""
-    boot = _read_toml((root or vm_dir()) / "guest.toml")["boot"]
-    return BootDefaults(
-        qemu=str(boot["qemu"]),
-        cpu=str(boot["cpu"]),
-        machine=str(boot["machine"]),
-        mem=str(boot["mem"]),
-        cpus=int(boot["cpus"]),
-        ready_timeout=float(boot["ready_timeout"]),
-        cmdline=tuple(str(a) for a in boot["cmdline"]),
-    )
 
 
 def list_configs(root: Path | None = None) -> list[str]:
@@ -94,7 +43,7 @@ def load_config(name: str, root: Path | None = None) -> GuestConfig:
     if not name or "/" in name or not path.is_file():
         valid = ", ".join(list_configs(root))
         raise UsageError(f"unknown configuration {name!r}: choose from {valid}")
-    data = _read_toml(path)
+    data = load_toml(path, "configuration")
     try:
         return GuestConfig(
             name=name,
@@ -104,22 +53,6 @@ def load_config(name: str, root: Path | None = None) -> GuestConfig:
         )
     except KeyError as e:
         raise UsageError(f"{path}: missing key {e.args[0]!r}") from e
-
-
-def load_kernel_description(name: str, root: Path | None = None) -> KernelDescription:
-    """Load vm/kernels/NAME.toml."""
-    root = root or vm_dir()
-    path = root / "kernels" / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in (root / "kernels").glob("*.toml")))
-        raise UsageError(f"unknown kernel {name!r}: known kernels are {known}")
-    data = _read_toml(path)
-    if "source" not in data:
-        raise UsageError(f"{path}: missing key 'source'")
-    return KernelDescription(
-        name=name, source=str(data["source"]), description=str(data.get("description", "")),
-        data=data,
-    )
 
 
 def parse_config_list(text: str, root: Path | None = None) -> list[GuestConfig]:

@@ -2,6 +2,8 @@
 
 Packages are identified by the SHA256 that apt's index gives; the downloaded file is checked
 against it, so a cached .deb is re-used exactly when the index still names the same bytes.
+apt-cache's deb822 output is read with python-debian's ``debian.deb822`` parser rather than by
+hand: it knows the format's corners (continuation lines, comments, several stanzas).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from debian.deb822 import Deb822
 
 from .errors import LabError
 from .hostcheck import require_i386_arch, require_tool
@@ -40,12 +44,9 @@ class DebPackage:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file, read in chunks."""
-    h = hashlib.sha256()
+    """Hex SHA256 of a file (hashlib.file_digest: chunked, without holding it in memory)."""
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _apt_index_stamp() -> str:
@@ -100,15 +101,9 @@ def _apt_show_uncached(name: str, arch: str) -> dict[str, str]:
             f"apt does not know {name}:{arch}: run 'apt-get update' (README set-up) "
             f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no candidate'})"
         )
-    fields: dict[str, str] = {}
-    key = ""
-    for line in proc.stdout.split("\n\n")[0].splitlines():
-        if line.startswith((" ", "\t")) and key:
-            fields[key] += "\n" + line.strip()
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
+    # the first stanza (the candidate); continuation lines are kept one per line, stripped
+    stanza = Deb822(proc.stdout.splitlines())
+    return {k: "\n".join(part.strip() for part in v.split("\n")) for k, v in stanza.items()}
 
 
 def resolve_package(name: str, arch: str) -> DebPackage:

@@ -8,6 +8,9 @@ System.map, and kallsyms already carries any KASLR offset.
 
 /proc/profile layout (kernel/profile.c, read_profile): one ``unsigned int`` sample step
 (1 << prof_shift) then prof_len counters; counter i covers [_stext + i*step, +step).
+
+Only parsing and analysis live here (pure, testable on captured files); booting guests to
+collect profiles is lab/profile_run.py, beside the trace driver.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from .errors import LabError
 
 __all__ = ["RawProfile", "parse_profile", "parse_kallsyms_text", "symbolize", "diff_profiles",
-           "PROFILE_ARG", "IDLE_SYMBOLS", "collect_script", "decode_gz", "run_profile"]
+           "PROFILE_ARG", "IDLE_SYMBOLS", "collect_script", "decode_gz"]
 
 PROFILE_ARG = "profile=2"
 
@@ -102,55 +105,3 @@ def decode_gz(b64: str) -> bytes:
     import base64
 
     return gzip.decompress(base64.b64decode(b64))
-
-
-def run_profile(
-    configs: list[Any], workload: Any, params: dict[str, int], repeat: int, boot: Any,
-) -> Any:
-    """Profile ``workload`` on each configuration (one boot each); write profile.json; return
-    the run directory. The first configuration is A, the second B: rows are B − A."""
-    from dataclasses import replace
-
-    from . import ui
-    from .results import write_json_atomic
-    from .trace import Cell, Matrix, booted_guest, git_commit, host_facts, start_run
-    from .workloads import parse_report
-
-    if len(configs) != 2:
-        raise LabError("lab profile compares exactly two configurations: --config A,B")
-    boot = replace(boot, append=(*boot.append, PROFILE_ARG))
-    m = Matrix(configs, [Cell(workload, params, repeat)], "profile", [], boot)
-    run = start_run(m, f"profile-{workload.name}", {"kind": "profile"})
-    per_config: dict[str, dict[str, int]] = {}
-    totals: dict[str, dict[str, int]] = {}
-    argv = workload.argv(params)
-    for cfg in configs:
-        with booted_guest(cfg, boot, m.timing, run) as guest:
-            reset = guest.exec(["sh", "-c", "echo 0 > /proc/profile"], timeout=60)
-            if reset.rc != 0:
-                raise LabError(f"cannot reset /proc/profile: {reset.stderr.strip()}")
-            ops = 0
-            for i in range(repeat):
-                with ui.step(f"{cfg.name}: {workload.name} repeat {i + 1}/{repeat} (profiling)"):
-                    res = guest.exec(argv)
-                if res.rc != 0:
-                    raise LabError(f"{workload.name} failed in the guest: {res.stderr[-300:]}")
-                ops += int(parse_report(res.stdout)["ops"])
-            got = guest.exec(["sh", "-c", collect_script()], timeout=300)
-            lines = [x for x in got.stdout.splitlines() if x.strip()]
-            if got.rc != 0 or len(lines) != 2:
-                raise LabError(f"cannot read /proc/profile: {got.stderr.strip()[-200:]}")
-            ticks = symbolize(parse_profile(decode_gz(lines[0])), decode_gz(lines[1]).decode())
-        per_config[cfg.name] = ticks
-        idle = sum(n for sym, n in ticks.items() if sym in IDLE_SYMBOLS)
-        totals[cfg.name] = {"ticks": sum(ticks.values()) - idle, "idle_ticks": idle, "ops": ops}
-        write_json_atomic(run.path / f"profile-{cfg.name}.json",
-                          {"config": cfg.name, "ops": ops, "ticks": ticks})
-    a, b = (c.name for c in configs)
-    write_json_atomic(run.path / "profile.json", {
-        "configs": [a, b], "workload": workload.name, "params": params, "repeat": repeat,
-        "totals": totals, "rows": diff_profiles(per_config[a], per_config[b]),
-        "sampler": f"readprofile ({PROFILE_ARG}, timer ticks in kernel mode)",
-    })
-    run.update_manifest(status="complete", git_commit=git_commit(), host=host_facts())
-    return run

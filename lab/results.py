@@ -4,15 +4,7 @@ Data flows one way: a trace writes here, and ``lab show``, statistics, dashboard
 only read from here. Each repeat is appended to runs.jsonl as one line and fsync'd, so an
 interrupted trace keeps every repeat that finished; the manifest is replaced atomically.
 
-One runs.jsonl record (schema 1) has these keys:
-  schema, run_id, config, workload, params, repeat, backend, simulated, timing,
-  unit, units, counts{name: int}, absent{name: why}, meminfo_before{k: kB},
-  meminfo_after{k: kB}, vmstat_delta{k: int}, report{...}, guest_elapsed_ns,
-  probed_elapsed_ns, probe_overhead, host{...}, recorded_at
-Counts are raw totals over the repeat; divide by ``units`` for per-unit figures.
-guest_elapsed_ns comes from a run of the same workload with the probes detached (ftrace
-backend): probes cost time, and more of it where they fire more. probed_elapsed_ns is the
-counted run's own time; probe_overhead = probed / clean.
+The record schema (its keys, its version, the torn-line rule) is in lab/record.py.
 """
 
 from __future__ import annotations
@@ -29,10 +21,9 @@ from typing import Any
 
 from .errors import LabError, UsageError
 from .paths import results_dir
+from .record import SCHEMA, read_jsonl
 
 __all__ = ["SCHEMA", "RunDir", "new_run", "open_run", "list_runs", "write_json_atomic"]
-
-SCHEMA = 1
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -95,17 +86,8 @@ class RunDir:
         if not self.records_path.exists():
             return []
         lines = self.records_path.read_text().splitlines()
-        out: list[dict[str, Any]] = []
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                if n == len(lines):
-                    break
-                raise LabError(f"run {self.run_id}: runs.jsonl line {n} is corrupt") from None
-        return out
+        return [rec for _, rec in read_jsonl(
+            lines, lambda n: LabError(f"run {self.run_id}: runs.jsonl line {n} is corrupt"))]
 
 
 def _new_run_id(workload: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from .errors import UsageError
 from .guest.boot import BootOptions
 from .results import RunDir, list_runs
 from .sizes import parse_mem_mib
+from .tomlfile import load_toml
 from .trace import Cell, Matrix
 from .tracers import load_probe_set
 
@@ -56,12 +56,7 @@ def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
     """Read and validate a plan; every error names the plan file and the bad key."""
     from .workloads import load_workload
 
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"cannot read plan {path}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML: {e}") from e
+    data = load_toml(path, "plan")
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise UsageError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(_TOP_KEYS)})")

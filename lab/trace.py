@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,24 @@ from typing import Any
 import psutil
 
 from . import __version__, ui
-from .config import GuestConfig
-from .errors import GuestLostError, LabError, UsageError
+from .errors import GuestLostError, LabError
 from .guest.boot import BootOptions, plan_boot, provision
+from .guest.configs import GuestConfig
 from .guest.qemu import build_qemu_argv
 from .guest.vm import Guest, Instance
 from .paths import repo_root
-from .results import SCHEMA, RunDir, new_run
-from .tracers import Measurement, ProbeSpec, TraceSession
+from .record import build_record
+from .results import RunDir, new_run
+from .tracers import (
+    AUTO,
+    BACKENDS,
+    Measurement,
+    ProbeSpec,
+    SessionContext,
+    TraceSession,
+    get_backend,
+    resolve_auto,
+)
 from .workloads import WorkloadSpec
 
 __all__ = [
@@ -46,9 +56,6 @@ __all__ = [
     "record_key",
     "booted_guest",
 ]
-
-BACKENDS = ("auto", "ftrace", "sim")
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -69,16 +76,23 @@ class Matrix:
 
     configs: list[GuestConfig]
     cells: list[Cell]
-    backend: str  # "ftrace" | "sim" (auto already resolved)
+    backend: str  # a registered backend (auto already resolved), or "profile"
     probes: list[ProbeSpec]
     boot: BootOptions
 
     @property
     def timing(self) -> str:
-        """icount or realtime for a guest; "modelled" for the sim backend (never mixed)."""
-        if self.backend == "sim":
-            return "modelled"
+        """icount or realtime for a guest; the backend's own label for a model ("modelled"),
+        so modelled and measured times are never mixed."""
+        b = BACKENDS.get(self.backend)
+        if b is not None and b.timing:
+            return b.timing
         return "icount" if self.boot.icount else "realtime"
+
+    @property
+    def simulated(self) -> bool:
+        b = BACKENDS.get(self.backend)
+        return b is not None and b.simulated
 
     @property
     def total_repeats(self) -> int:
@@ -118,16 +132,17 @@ def host_facts() -> dict[str, Any]:
 
 
 def choose_backend(requested: str, can_boot: Callable[[], str | None]) -> str:
-    """Resolve ``auto``: ftrace when a guest can boot here, else the simulated model (warned)."""
-    if requested not in BACKENDS:
-        raise UsageError(f"unknown backend {requested!r}: choose {', '.join(BACKENDS)}")
-    if requested != "auto":
-        return requested
+    """Resolve ``auto`` through the registry: the guest backend (ftrace) when a guest can boot
+    here, else the simulated model (warned). Any other name must be registered."""
+    if requested != AUTO:
+        return get_backend(requested).name
     why_not = can_boot()
     if why_not is None:
-        return "ftrace"
-    ui.warn(f"no guest can boot here ({why_not}): using the SIMULATED backend")
-    return "sim"
+        return resolve_auto(True).name
+    chosen = resolve_auto(False)
+    what = "SIMULATED" if chosen.simulated else chosen.name
+    ui.warn(f"no guest can boot here ({why_not}): using the {what} backend")
+    return chosen.name
 
 
 def _set_config_meta(run: RunDir, name: str, meta: dict[str, Any]) -> None:
@@ -164,22 +179,15 @@ def booted_guest(
                     out.write(inst.console_log.read_bytes())
 
 
-@contextmanager
-def _ftrace_session(m: Matrix, cfg: GuestConfig, run: RunDir) -> Iterator[TraceSession]:
-    from .tracers.ftrace import FtraceSession
-
-    with booted_guest(cfg, m.boot, m.timing, run) as guest:
-        yield FtraceSession(guest)
-
-
-@contextmanager
-def _sim_session(m: Matrix, cfg: GuestConfig, run: RunDir) -> Iterator[TraceSession]:
-    from .tracers.sim import SimSession
-
-    meta = {"config": cfg.name, "kernel_name": cfg.kernel, "cmdline": " ".join(cfg.cmdline),
-            "timing": m.timing, "simulated": True}
-    _set_config_meta(run, cfg.name, meta)
-    yield SimSession(cfg.name)
+def _open_session(m: Matrix, cfg: GuestConfig,
+                  run: RunDir) -> AbstractContextManager[TraceSession]:
+    """The matrix's backend, from the registry, opened on ``cfg``."""
+    ctx = SessionContext(
+        config=cfg, timing=m.timing,
+        boot_guest=lambda: booted_guest(cfg, m.boot, m.timing, run),
+        set_meta=lambda meta: _set_config_meta(run, cfg.name, meta),
+    )
+    return get_backend(m.backend).open(ctx)
 
 
 def _record(
@@ -189,31 +197,11 @@ def _record(
     ops = int(meas.report.get("ops", 0))
     if ops <= 0:
         raise LabError(f"workload {cell.workload.name} reported no completed operations")
-    att = getattr(session, "attachment", None)
-    return {
-        "schema": SCHEMA,
-        "run_id": run.run_id,
-        "config": cfg.name,
-        "workload": cell.workload.name,
-        "params": cell.params,
-        "repeat": i,
-        "backend": session.backend,
-        "simulated": session.simulated,
-        "timing": m.timing,
-        "unit": cell.workload.unit,
-        "units": ops,
-        "counts": meas.counts,
-        "absent": att.absent if att else {},
-        "meminfo_before": meas.meminfo_before,
-        "meminfo_after": meas.meminfo_after,
-        "vmstat_delta": meas.vmstat_delta,
-        "report": meas.report,
-        "guest_elapsed_ns": meas.guest_elapsed_ns,
-        "probed_elapsed_ns": meas.extra.get("probed_elapsed_ns"),
-        "probe_overhead": meas.extra.get("probe_overhead"),
-        "host": meas.extra.get("host", {}),
-        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return build_record(
+        run_id=run.run_id, config=cfg.name, workload=cell.workload.name, params=cell.params,
+        repeat=i, backend=session.backend, simulated=session.simulated, timing=m.timing,
+        unit=cell.workload.unit, units=ops, absent=session.attachment.absent, meas=meas,
+    )
 
 
 def start_run(m: Matrix, name: str, extra: dict[str, Any] | None = None,
@@ -232,7 +220,7 @@ def start_run(m: Matrix, name: str, extra: dict[str, Any] | None = None,
         "cells": [{"workload": c.workload.name, "params": c.params, "repeat": c.repeat}
                   for c in m.cells],
         "backend": m.backend,
-        "simulated": m.backend == "sim",
+        "simulated": m.simulated,
         "timing": m.timing,
         "config_names": [c.name for c in m.configs],
         "probe_set": [asdict(p) for p in m.probes],
@@ -253,7 +241,7 @@ def run_matrix(
     """Measure every (configuration, cell, repeat) not yet in ``run``; boot once per config."""
     done = {record_key(r["config"], r["workload"], r["params"], r["repeat"])
             for r in run.records()}
-    opener = _sim_session if m.backend == "sim" else _ftrace_session
+    get_backend(m.backend)  # an unknown backend fails before the run is marked running
     run.update_manifest(status="running")
     try:
         for cfg in m.configs:
@@ -266,7 +254,7 @@ def run_matrix(
                 if not todo:
                     break
                 try:
-                    _measure_config(m, run, cfg, todo, opener, on_record)
+                    _measure_config(m, run, cfg, todo, on_record)
                     break
                 except GuestLostError as e:
                     # A soft lockup under TCG has been a vCPU that never answered an IPI
@@ -297,11 +285,10 @@ def run_matrix(
 
 
 def _measure_config(m: Matrix, run: RunDir, cfg: GuestConfig, todo: list[tuple[Cell, int]],
-                    opener: Callable[[Matrix, GuestConfig, RunDir], Any],
                     on_record: Callable[[dict[str, Any]], None] | None) -> None:
     """One boot of ``cfg``: attach the probes, measure every (cell, repeat) in ``todo``,
     append each record as soon as it exists."""
-    with opener(m, cfg, run) as session:
+    with _open_session(m, cfg, run) as session:
         att = session.attach(m.probes)
         _set_config_meta(run, cfg.name, {"attached": att.attached, "absent": att.absent,
                                          "hints": att.hints})
@@ -325,7 +312,7 @@ def _measure_config(m: Matrix, run: RunDir, cfg: GuestConfig, todo: list[tuple[C
 
 def _console_offset(session: TraceSession) -> int | None:
     """Size of the session's console log now (None: a model, no console)."""
-    path = getattr(session, "console_log", None)
+    path = session.console_log
     try:
         return path.stat().st_size if isinstance(path, Path) else None
     except OSError:
@@ -336,8 +323,10 @@ def _console_events(session: TraceSession, offset: int | None) -> list[dict[str,
     """Kernel events (warnings, stalls, soft lockups) the console logged since ``offset``."""
     from .guest.console import read_console, scan_console
 
-    path = getattr(session, "console_log", None)
-    if offset is None or not isinstance(path, Path):
+    if offset is None:
+        return []
+    path = session.console_log
+    if not isinstance(path, Path):
         return []
     return [{"kind": e.kind, "text": e.text} for e in scan_console(read_console(path, offset))]
 

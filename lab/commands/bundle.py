@@ -5,7 +5,7 @@
     lab bundle import FILE                               # into results/, never overwriting
     lab bundle merge A B... -o C                         # several machines' runs in one file
 
-The format and the safety checks are described in lab/bundle.py.
+The format and the safety checks are described in lab/bundle/__init__.py.
 """
 
 from __future__ import annotations

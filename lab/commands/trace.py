@@ -14,7 +14,7 @@ from ..guest.boot import BootOptions
 from ..paths import dashboards_dir
 from ..results import list_runs, open_run
 from ..sizes import parse_mem_mib
-from ..tracers import load_probe_set
+from ..tracers import AUTO, BACKENDS, backend_help, load_probe_set
 from ..workloads import list_workloads, load_workload, parse_param_args
 from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
 
@@ -62,7 +62,7 @@ def trace(
         list[str] | None, typer.Option(help="Workload parameter NAME=VALUE (repeatable).")
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="ftrace (real guest), sim (labelled model), auto.")
+        str, typer.Option(help=backend_help())
     ] = "auto",
     icount: IcountOpt = False,
     mem: MemOpt = "8G",
@@ -346,7 +346,7 @@ def dashboard(
 @cli_errors
 def study(
     plan_file: Annotated[Path, typer.Argument(help="A study plan, e.g. analysis/highpte-cost.toml.")],
-    backend: Annotated[str | None, typer.Option(help="Override the plan's backend: ftrace, sim, auto.")] = None,
+    backend: Annotated[str | None, typer.Option(help=f"Override the plan's backend: {', '.join([*BACKENDS, AUTO])}.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -391,7 +391,7 @@ def profile(
     """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A."""
     import json
 
-    from ..profile import run_profile
+    from ..profile_run import run_profile
 
     if not 1 <= repeat <= 100 or top < 1:
         raise UsageError("--repeat must be 1..100 and --top at least 1")

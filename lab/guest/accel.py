@@ -57,7 +57,7 @@ def probe_kvm(qemu_ver: str, kernel: KernelArtifact, initrd: Path) -> str:
     if known:
         return known
     key, verdicts, cache = _key(qemu_ver), _verdicts(), cache_dir() / "kvm-probe.json"
-    from ..config import load_boot_defaults
+    from .configs import load_boot_defaults
     from .qemu import BootSpec
     from .vm import Guest, Instance
 

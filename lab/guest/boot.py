@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..config import GuestConfig, load_boot_defaults, load_kernel_description
 from ..errors import UsageError
 from ..hostcheck import require_tool
 from ..kernels import KernelArtifact, provider_for
+from ..kernels.description import load_kernel_description
 from ..paths import state_dir
 from ..sizes import parse_mem_mib
 from . import accel as accel_mod
+from .configs import GuestConfig, load_boot_defaults
 from .image import ImagePlan, ensure_image, plan_image
 from .qemu import BootSpec, kernel_cmdline, qemu_version
 from .vm import Instance

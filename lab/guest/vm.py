@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from ..errors import GuestLostError, LabError
+from ..polling import wait_until
 from .agent import AgentClient, AgentUnavailable, ExecResult
 from .console import first_fatal, read_console, scan_console
 from .qemu import BootSpec, build_qemu_argv
@@ -109,16 +110,17 @@ class Guest:
         to ``settle`` seconds: the agent's channel can drop a moment before the console's last
         lines (the panic) are visible in the log file.
         """
-        deadline = time.monotonic() + settle
-        while True:
+
+        def verdict() -> tuple[str | None] | None:
+            """(why) once the console shows a fatal event, (None) while QEMU lives."""
             fatal = first_fatal(scan_console(read_console(self.instance.console_log)))
             if fatal:
-                return f"{fatal.kind}: {fatal.text}"
-            if self.process() is not None:
-                return None
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
+                return (f"{fatal.kind}: {fatal.text}",)
+            return (None,) if self.process() is not None else None
+
+        found = wait_until(verdict, settle, 0.2)
+        if found is not None:
+            return found[0]
         tail = ""
         try:
             lines = self.instance.qemu_stderr.read_text().strip().splitlines()

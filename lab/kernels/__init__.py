@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import KernelDescription
 from ..errors import UsageError
+from .description import KernelDescription
 
 __all__ = ["KernelArtifact", "KernelProvider", "PROVIDERS", "provider_for", "load_artifact"]
 
@@ -72,15 +72,9 @@ class KernelProvider(Protocol):
 
 def _providers() -> dict[str, KernelProvider]:
     from .debian_package import DebianPackageKernel
+    from .source_build import SourceBuiltKernel
 
-    providers: dict[str, KernelProvider] = {"debian-package": DebianPackageKernel()}
-    try:
-        from .source_build import SourceBuiltKernel
-    except ImportError:  # source builds arrive with the kernel-build issue
-        pass
-    else:
-        providers["source"] = SourceBuiltKernel()
-    return providers
+    return {"debian-package": DebianPackageKernel(), "source": SourceBuiltKernel()}
 
 
 PROVIDERS = _providers()

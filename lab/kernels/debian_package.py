@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import ui
-from ..config import KernelDescription
 from ..debian import (
     DebPackage,
     extract_deb,
@@ -24,6 +23,7 @@ from ..debian import (
 from ..errors import LabError
 from ..paths import cache_dir
 from . import KernelArtifact, load_artifact
+from .description import KernelDescription
 
 __all__ = ["DebianPackageKernel"]
 

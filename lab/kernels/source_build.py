@@ -8,13 +8,15 @@ file and renames it, so the pristine inode is never written) and runs in a tempo
 directory that is renamed into place only when the bzImage exists: a failed or interrupted
 build leaves no entry. ccache, keyed on relative paths, makes a rebuild after a patch edit
 recompile only what the patch touched.
+
+This module is the runner (the source tree, make and ccache, the provider); the inputs and
+their key are lab/kernels/build_inputs.py and patching is lab/kernels/patching.py. Their
+public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import re
 import resource
@@ -24,31 +26,33 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .. import ui
-from ..config import KernelDescription, load_kernel_description
-from ..debian import extract_deb, fetch_deb, resolve_metapackage_image, resolve_package, sha256_file
-from ..errors import LabError, UsageError
+from ..debian import extract_deb, fetch_deb, resolve_package, sha256_file
+from ..errors import LabError
 from ..hostcheck import require_tool
-from ..paths import cache_dir, vm_dir
+from ..paths import cache_dir
 from . import KernelArtifact, load_artifact
-from .fragments import (
-    DroppedOptionsError,
-    Requested,
-    apply_fragments,
-    find_dropped,
-    merge_fragments,
+from .build_inputs import (
+    ARCH,
+    BuildInputs,
+    PatchInput,
+    entry_dir,
+    patch_series,
+    resolve_inputs,
 )
+from .description import KernelDescription, load_kernel_description
+from .fragments import DroppedOptionsError, apply_fragments, find_dropped
+from .patching import PatchError, apply_patches
 
 __all__ = [
     "BuildInputs",
     "PatchError",
+    "PatchInput",
     "SourceBuiltKernel",
     "apply_patches",
     "entry_dir",
@@ -56,10 +60,6 @@ __all__ = [
     "resolve_inputs",
 ]
 
-#: Bump when the build procedure itself changes what comes out (make flags, targets, env).
-RECIPE = 1
-ARCH = "i386"
-_PATCH_NAME = re.compile(r"[0-9]{4}-[A-Za-z0-9._+-]+\.patch")
 #: Fixed identity strings make the image reproducible: same key, same bzImage bytes.
 _REPRODUCIBLE_ENV = {
     "KBUILD_BUILD_TIMESTAMP": "1970-01-01 00:00:00 UTC",
@@ -67,143 +67,6 @@ _REPRODUCIBLE_ENV = {
     "KBUILD_BUILD_HOST": "ukva-lab",
     "KBUILD_BUILD_VERSION": "1",
 }
-
-
-@dataclass(frozen=True)
-class PatchInput:
-    """One patch of the series, named relative to vm/patches/."""
-
-    name: str
-    path: Path
-    sha256: str
-
-
-@dataclass(frozen=True)
-class BuildInputs:
-    """Everything a build depends on; :meth:`key` hashes all of it except the kernel's name."""
-
-    kernel: str
-    package: str
-    package_version: str
-    package_sha256: str
-    base: str
-    base_id: str  # "defconfig" or the Debian image .deb's sha256 the base config comes from
-    fragments: tuple[tuple[str, str], ...]  # (file name, sha256), for the record
-    options: tuple[Requested, ...]  # merged fragment options, in order, plus the local version
-    patches: tuple[PatchInput, ...]
-    localversion: str
-    toolchain: str
-
-    def key(self) -> str:
-        """Hex SHA256 over the inputs that change the image. Fragment comments do not count."""
-        payload = {
-            "recipe": RECIPE,
-            "arch": ARCH,
-            "package": [self.package, self.package_version, self.package_sha256],
-            "base": [self.base, self.base_id],
-            "options": [[o.symbol, o.value] for o in self.options],
-            "patches": [[p.name, p.sha256] for p in self.patches],
-            "localversion": self.localversion,
-            "toolchain": self.toolchain,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-class PatchError(LabError):
-    """A patch of the series does not apply; names the patch and its failed hunks."""
-
-    def __init__(self, patch: str, detail: str, log: Path | None = None) -> None:
-        where = f" (log: {log})" if log else ""
-        super().__init__(f"patch {patch} does not apply: {detail}{where}")
-        self.patch = patch
-        self.detail = detail
-
-
-@cache
-def toolchain_id() -> str:
-    """First lines of ``gcc --version`` and ``ld --version``: a compiler update means a rebuild."""
-    lines = []
-    for tool, pkg in (("gcc", "gcc"), ("ld", "binutils")):
-        require_tool(tool, pkg)
-        out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
-        lines.append((out.stdout.strip().splitlines() or ["?"])[0])
-    return " / ".join(lines)
-
-
-def patch_series(spec: str | list[str], root: Path | None = None) -> list[PatchInput]:
-    """Resolve ``patches``: a series name (every vm/patches/NAME/NNNN-*.patch, sorted) or a list
-    of paths relative to vm/patches/, applied in the order given."""
-    base = (root or vm_dir()) / "patches"
-    if isinstance(spec, str):
-        d = base / spec
-        if not spec or "/" in spec or not d.is_dir():
-            raise UsageError(f"patch series {spec!r}: no directory {d}")
-        paths = sorted(d.glob("*.patch"))
-    else:
-        paths = [base / p for p in spec]
-    out = []
-    for p in paths:
-        if not _PATCH_NAME.fullmatch(p.name) or ".." in p.relative_to(base).parts:
-            raise UsageError(f"patch {p}: name it NNNN-what-it-does.patch under {base}")
-        if not p.is_file():
-            raise UsageError(f"patch {p}: no such file")
-        out.append(PatchInput(str(p.relative_to(base)), p, sha256_file(p)))
-    return out
-
-
-def _fragment_files(desc: KernelDescription, root: Path) -> list[Path]:
-    names = desc.data.get("fragments", [])
-    if not isinstance(names, list):
-        raise UsageError(f"kernel {desc.name!r}: fragments must be a list of vm/kernels/*.config")
-    paths = []
-    for n in names:
-        p = root / "kernels" / str(n)
-        if "/" in str(n) or not str(n).endswith(".config") or not p.is_file():
-            raise UsageError(
-                f"kernel {desc.name!r}: fragment {n!r} is not a file vm/kernels/*.config")
-        paths.append(p)
-    return paths
-
-
-def _base_id(base: str) -> str:
-    """``defconfig`` is fixed by the source; a Debian base is named by its image .deb's sha256."""
-    if base == "defconfig":
-        return "defconfig"
-    desc = load_kernel_description(base)
-    if desc.source != "debian-package":
-        raise UsageError(f"base {base!r}: use 'defconfig' or a debian-package kernel's name")
-    return resolve_metapackage_image(desc.data["package"], desc.data.get("arch", ARCH)).sha256
-
-
-def resolve_inputs(desc: KernelDescription, root: Path | None = None) -> BuildInputs:
-    """Read a ``source = "source"`` description and hash what it names (apt's index is asked
-    for the package version; nothing is downloaded)."""
-    root = root or vm_dir()
-    d = desc.data
-    package = str(d.get("package", "linux-source-6.1"))
-    pkg = resolve_package(package, "all")
-    frag_paths = _fragment_files(desc, root)
-    texts = [(p.name, p.read_text()) for p in frag_paths]
-    localversion = str(d.get("localversion", "-ukvalab"))
-    if not re.fullmatch(r"-[A-Za-z0-9._+-]*", localversion):
-        raise UsageError(f"kernel {desc.name!r}: localversion {localversion!r} must start with -")
-    merged = merge_fragments(texts)
-    lv = (("CONFIG_LOCALVERSION", f'"{localversion}"'), ("CONFIG_LOCALVERSION_AUTO", "n"))
-    for sym, val in lv:
-        merged[sym] = Requested(sym, val, f"{desc.name}.toml localversion")
-    base = str(d.get("base", "defconfig"))
-    return BuildInputs(
-        kernel=desc.name, package=pkg.name, package_version=pkg.version,
-        package_sha256=pkg.sha256, base=base, base_id=_base_id(base),
-        fragments=tuple((p.name, sha256_file(p)) for p in frag_paths),
-        options=tuple(merged.values()), patches=tuple(patch_series(d.get("patches", []), root)),
-        localversion=localversion, toolchain=toolchain_id(),
-    )
-
-
-def entry_dir(key: str) -> Path:
-    """Where the build with this key lives: $XDG_CACHE_HOME/ukva-lab/kernels/source/KEY16."""
-    return cache_dir() / "kernels" / "source" / key[:16]
 
 
 @contextmanager
@@ -249,44 +112,6 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
         raise LabError(f"{what} failed ({argv[0]} exit {proc.returncode}): {last}")
     return proc.stdout
-
-
-def _failed_hunks(output: str) -> str:
-    """``hunk #2 FAILED at 466 in mm/memory.c; ...`` from GNU patch's output, or its last line."""
-    current, failed = "?", []
-    for line in output.splitlines():
-        if m := re.match(r"(?:patching|checking) file '?([^']+?)'?$", line):
-            current = m.group(1)
-        elif m := re.match(r"Hunk #(\d+) FAILED at (\d+)", line):
-            failed.append(f"hunk #{m.group(1)} FAILED at line {m.group(2)} of {current}")
-        elif "can't find file to patch" in line or "No file to patch" in line:
-            failed.append(f"a file it patches does not exist ({line.strip()})")
-        elif "malformed patch" in line or "Only garbage" in line:
-            failed.append(line.strip().removeprefix("patch: **** "))
-        elif "Reversed (or previously applied)" in line:
-            failed.append(f"{current} looks already patched (reversed or previously applied)")
-    if failed:
-        return "; ".join(failed)
-    return (output.strip().splitlines() or ["patch failed with no output"])[-1]
-
-
-def apply_patches(tree: Path, patches: list[PatchInput] | tuple[PatchInput, ...],
-                  log: Path | None = None) -> None:
-    """Apply the series in order with ``patch -p1 -F0``: no fuzz, so a patch that only applies
-    'roughly' is caught here rather than in a mis-built kernel. Output goes to ``log``."""
-    require_tool("patch", "patch")
-    for p in patches:
-        proc = subprocess.run(
-            ["patch", "-p1", "-F0", "--forward", "--batch", "--no-backup-if-mismatch",
-             "--reject-file=-", "-d", str(tree), "-i", str(p.path)],
-            capture_output=True, text=True, check=False,
-        )
-        if log:
-            with log.open("a") as f:
-                out = (proc.stdout + proc.stderr).rstrip("\n")
-                f.write(f"$ patch -p1 -F0 < {p.name}\n{out}\n")
-        if proc.returncode != 0:
-            raise PatchError(p.name, _failed_hunks(proc.stdout + proc.stderr), log)
 
 
 def _make(tree: Path, obj: Path, jobs: int, *targets: str) -> list[str]:

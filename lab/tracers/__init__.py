@@ -2,24 +2,45 @@
 
 A backend opens a :class:`TraceSession` for one configuration; the session takes a probe set
 in (:meth:`TraceSession.attach`) and gives counts out (:meth:`TraceSession.measure`), plus
-what could not be attached and why. Backends are listed in :data:`BACKENDS`; every result
-records which one produced it and whether it was simulated.
+what could not be attached and why. Every result records which backend produced it and
+whether it was simulated.
+
+Backends are registered in :data:`BACKENDS`, one line each: the ``--backend`` choices, their
+help text and what ``auto`` picks all come from there, so a new backend is one module (with an
+``open_session(ctx)`` context manager) plus one :class:`Backend` line. The driver hands the
+backend a :class:`SessionContext` rather than the backend reaching up into the driver: the
+context boots the guest (for backends that need one) and records per-configuration facts.
 """
 
 from __future__ import annotations
 
-import tomllib
+import importlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import UsageError
+from ..tomlfile import load_toml
+
+if TYPE_CHECKING:
+    from ..guest.configs import GuestConfig
+    from ..guest.vm import Guest
 
 __all__ = [
     "ProbeSpec",
     "Attachment",
     "Measurement",
     "TraceSession",
+    "SessionContext",
+    "Backend",
+    "BACKENDS",
+    "AUTO",
+    "backend_names",
+    "backend_help",
+    "get_backend",
+    "resolve_auto",
     "load_probe_set",
     "DEFAULT_PROBE_SET",
     "INLINE_HINTS",
@@ -83,6 +104,14 @@ class TraceSession(Protocol):
 
     backend: str
     simulated: bool
+    #: What the last :meth:`attach` got (empty before it): recorded with every measurement.
+    attachment: Attachment
+
+    @property
+    def console_log(self) -> Path | None:
+        """The guest's console log, scanned for kernel warnings per measurement; None for a
+        model (nothing to scan)."""
+        ...
 
     def attach(self, probes: list[ProbeSpec]) -> Attachment:
         """Install the probe set; never fails for an absent symbol, records it instead."""
@@ -97,14 +126,91 @@ class TraceSession(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SessionContext:
+    """What the driver gives a backend to open one configuration's session.
+
+    ``boot_guest()`` boots the configuration (console and boot facts go into the run) and powers
+    it off on exit; ``set_meta`` records facts about the configuration in the run's manifest.
+    """
+
+    config: GuestConfig
+    timing: str
+    boot_guest: Callable[[], AbstractContextManager[Guest]]
+    set_meta: Callable[[dict[str, Any]], None]
+
+
+#: Opens a session for one configuration; the session is valid inside the ``with``.
+Opener = Callable[[SessionContext], AbstractContextManager[TraceSession]]
+
+
+def _lazy(module: str) -> Opener:
+    """``module``'s ``open_session``, imported on first use: listing backends (for --help)
+    must not import every backend's dependencies."""
+
+    def opener(ctx: SessionContext) -> AbstractContextManager[TraceSession]:
+        mod = importlib.import_module(module, __package__)
+        return mod.open_session(ctx)  # type: ignore[no-any-return]
+
+    return opener
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One registered tracer backend.
+
+    ``needs_guest``: it boots the real guest (``auto`` picks the first such backend when a guest
+    can boot here, else the first that does not). ``timing``: a fixed timing label for every
+    result ("modelled"), or None when the boot options decide (icount or realtime).
+    """
+
+    name: str
+    help: str
+    open: Opener
+    simulated: bool
+    needs_guest: bool
+    timing: str | None = None
+
+
+AUTO = "auto"
+
+#: The registry: name -> backend, in the order --help lists them.
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("ftrace", "real guest", _lazy(".ftrace"), simulated=False, needs_guest=True),
+    Backend("sim", "labelled model", _lazy(".sim"), simulated=True, needs_guest=False,
+            timing="modelled"),
+)}
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every valid ``--backend`` value: ``auto`` plus the registered backends."""
+    return (AUTO, *BACKENDS)
+
+
+def backend_help() -> str:
+    """The ``--backend`` option's help: each backend with its one-line help, then auto."""
+    return ", ".join([*(f"{b.name} ({b.help})" for b in BACKENDS.values()), AUTO]) + "."
+
+
+def get_backend(name: str) -> Backend:
+    """The registered backend ``name`` (not ``auto``); UsageError listing the choices."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown backend {name!r}: choose {', '.join(backend_names())}") from None
+
+
+def resolve_auto(guest_can_boot: bool) -> Backend:
+    """What ``auto`` means here: the first backend needing a guest when one can boot, else the
+    first that needs none."""
+    return next(b for b in BACKENDS.values() if b.needs_guest == guest_can_boot)
+
+
 def load_probe_set(path: Path | None = None) -> list[ProbeSpec]:
     """Read a probe-set TOML file (default: lab/tracers/probes.toml)."""
     path = path or DEFAULT_PROBE_SET
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"cannot read probe set {path}: {e}") from e
+    data = load_toml(path, "probe set")
     probes: list[ProbeSpec] = []
     for entry in data.get("probe", []):
         kind = entry.get("kind", "kprobe")

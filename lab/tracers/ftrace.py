@@ -13,16 +13,19 @@ from __future__ import annotations
 import re
 import shlex
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import LabError
 from ..guest.agent import ExecResult
 from ..guest.vm import Guest
 from ..parsing import parse_meminfo, parse_vmstat
-from . import INLINE_HINTS, Attachment, Measurement, ProbeSpec
+from . import INLINE_HINTS, Attachment, Measurement, ProbeSpec, SessionContext
 
 __all__ = [
     "FtraceSession",
+    "open_session",
     "TRACEFS",
     "TLB_FLUSH_REASONS",
     "preflight_script",
@@ -217,6 +220,13 @@ def counts_delta(
 def _hist_path(p: ProbeSpec) -> str:
     sub, _, ev = p.tracepoint.partition(":")
     return f"{TRACEFS}/events/{sub}/{ev}/hist"
+
+
+@contextmanager
+def open_session(ctx: SessionContext) -> Iterator[FtraceSession]:
+    """The registry's opener: boot the configuration, count in it, power it off after."""
+    with ctx.boot_guest() as guest:
+        yield FtraceSession(guest)
 
 
 class FtraceSession:

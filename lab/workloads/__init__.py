@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import LabError, UsageError
+from ..tomlfile import load_toml
 
 __all__ = [
     "WORKLOADS_DIR",
@@ -142,10 +142,7 @@ def _load_spec(path: Path) -> WorkloadSpec:
     source = path.with_suffix(".c")
     if not source.is_file():
         raise LabError(f"{path}: workload '{name}' has a spec but no program ({source.name})")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise LabError(f"{path}: cannot read workload spec: {exc}") from exc
+    data = load_toml(path, "workload spec", LabError)
 
     def text(table: Mapping[str, Any], key: str, where: str) -> str:
         value = table.get(key)

@@ -225,7 +225,7 @@ def test_data_filter_and_disk_check_hold_even_without_the_header_checks(
         case: str, src: list[RunDir], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence in depth: with the explicit checks disabled, tarfile's ``data`` filter (for
     ``..``) and the walk of the extracted tree (for a stripped absolute path) still refuse."""
-    import lab.bundle as lb
+    import lab.bundle.reading as lb
 
     good = export_bundle(src[:1], tmp_path / f"good{SUFFIX}").path
     bad = hostile(case, good, tmp_path)

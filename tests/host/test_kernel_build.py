@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from lab.config import KernelDescription
 from lab.debian import DebPackage
 from lab.errors import UsageError
+from lab.kernels import build_inputs as bi
 from lab.kernels import source_build as sb
 from lab.kernels.fragments import (
     DroppedOptionsError,
@@ -124,10 +125,11 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeVm:
     (root / "kernels" / "b.config").write_text("CONFIG_KPROBES=y\n")
     (root / "patches" / "k" / "0001-one.patch").write_text(_patch("hello", "hullo"))
     state = {"version": "6.1.176-1", "toolchain": "gcc 12.2.0 / ld 2.40"}
-    monkeypatch.setattr(sb, "resolve_package", lambda name, arch: DebPackage(
-        name, arch, state["version"], "ab" * 32, 1, ""))
-    monkeypatch.setattr(sb, "toolchain_id", lambda: state["toolchain"])
-    monkeypatch.setattr(sb, "vm_dir", lambda: root)
+    for mod in (bi, sb):  # resolving inputs (bi) and fetching the source tree (sb)
+        monkeypatch.setattr(mod, "resolve_package", lambda name, arch: DebPackage(
+            name, arch, state["version"], "ab" * 32, 1, ""))
+    monkeypatch.setattr(bi, "toolchain_id", lambda: state["toolchain"])
+    monkeypatch.setattr(bi, "vm_dir", lambda: root)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return FakeVm(root, state)
 
@@ -179,7 +181,7 @@ def test_key_changes_with_every_input(fake: FakeVm, change: str,
     elif change == "no patches":
         desc = _desc(patches=[])
     elif change == "base":
-        monkeypatch.setattr(sb, "_base_id", lambda base: "deb-sha")
+        monkeypatch.setattr(bi, "_base_id", lambda base: "deb-sha")
         desc = _desc(base="debian-686-pae")
     elif change == "localversion":
         desc = _desc(localversion="-other")
