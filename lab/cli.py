@@ -36,11 +36,16 @@ def _register_optional() -> None:
         pass
     else:
         app.add_typer(kernel.app, name="kernel", help="Build and list kernels (linux-source-6.1).")
-    from .commands import bundle, trace
+    from .commands import bundle, dashboards, measure, results
 
     app.add_typer(bundle.app, name="bundle", help="Share runs: export, verify, import, merge.")
 
-    trace.register(app)
+    app.command("trace")(measure.trace)
+    app.command("runs")(results.runs)
+    app.command("show")(results.show)
+    app.command("dashboard")(dashboards.dashboard)
+    app.command("study")(measure.study)
+    app.command("profile")(measure.profile)
 
 
 _register_optional()
