@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import bundle, guest, kernel, trace
+from .commands import bundle, dashboards, guest, kernel, measure, results
 
 __all__ = ["app", "main"]
 
@@ -28,7 +28,12 @@ app.command("exec", context_settings={"allow_interspersed_args": False})(guest.e
 app.command("down")(guest.down)
 app.add_typer(kernel.app, name="kernel", help="Build and list kernels (linux-source-6.1).")
 app.add_typer(bundle.app, name="bundle", help="Share runs: export, verify, import, merge.")
-trace.register(app)
+app.command("trace")(measure.trace)
+app.command("runs")(results.runs)
+app.command("show")(results.show)
+app.command("dashboard")(dashboards.dashboard)
+app.command("study")(measure.study)
+app.command("profile")(measure.profile)
 
 
 @app.callback(invoke_without_command=True)

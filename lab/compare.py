@@ -5,9 +5,10 @@ candidate take away": with a baseline A (built-highpte), a floor B (built-lowpte
 tables in highmem at all) and a candidate C (ukva), the share of the A → B gap that C
 recovers is ``(mean(A) - mean(C)) / (mean(A) - mean(B))``: 1 means C is as good as having
 no highmem page tables, 0 means no better than A. It applies to any per-unit figure (guest
-time, highmem kmaps). The CI comes from a percentile bootstrap that resamples the three
-configurations' repeats independently; with 3 repeats each it is wide, and it is reported
-as such rather than hidden.
+time, highmem kmaps: the figures probes.toml marks, see :func:`gap_figures`). The CI comes
+from a percentile bootstrap (scipy.stats.bootstrap, like every other CI in the lab) that
+resamples the three configurations' repeats independently; with 3 repeats each it is wide,
+and it is reported as such rather than hidden.
 
 taskpile's lowmem cost per process is the slope of LowFree (plus the per-CPU page lists,
 which hide pages that are free) against tasks alive, by least squares over every sample
@@ -16,24 +17,43 @@ of every repeat: one figure per configuration, in 4 kB pages per task.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
-from .stats import Record, guest_ns_per_unit, per_unit
+from .stats import RNG_KW, Record, guest_ns_per_unit, per_unit
+from .tracers import load_probe_set
 
-__all__ = ["gap_recovered", "gap_table", "taskpile_slopes", "GAP_FIGURES"]
+__all__ = ["gap_recovered", "gap_table", "taskpile_slopes", "gap_figures", "GUEST_TIME"]
 
-#: Per-unit figures the gap table reports, by label: how to get them from records.
-GAP_FIGURES = {
-    "guest time": guest_ns_per_unit,
-    "highmem kmaps": lambda recs: per_unit(recs, "__kmap_local_pfn_prot"),
-}
+#: The label of guest time per unit among the figures.
+GUEST_TIME = "guest time"
 
 PAGE_KB = 4.0
+
+Figure = Callable[[list[Record]], "np.ndarray | None"]
+
+
+def _counter_figure(counter: str) -> Figure:
+    return lambda recs: per_unit(recs, counter)
+
+
+@functools.cache
+def gap_figures() -> dict[str, Figure]:
+    """Per-unit figures the gap table reports, by label: guest time, then every counter the
+    default probes.toml marks with ``figure = "LABEL"`` (highmem kmaps), so the counter
+    behind a label is named in one place."""
+    figures: dict[str, Figure] = {GUEST_TIME: guest_ns_per_unit}
+    for p in load_probe_set():
+        if p.figure:
+            figures[p.figure] = _counter_figure(p.name)
+    return figures
 
 
 def gap_recovered(base: np.ndarray, floor: np.ndarray, cand: np.ndarray,
@@ -50,16 +70,31 @@ def gap_recovered(base: np.ndarray, floor: np.ndarray, cand: np.ndarray,
     if gap == 0 or not all(x.size for x in (a, b, c)):
         return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "gap": gap}
     mean = float((a.mean() - c.mean()) / gap)
-    rng = np.random.default_rng(seed)
-    ra = rng.choice(a, (n_resamples, a.size)).mean(axis=1)
-    rb = rng.choice(b, (n_resamples, b.size)).mean(axis=1)
-    rc = rng.choice(c, (n_resamples, c.size)).mean(axis=1)
-    den = ra - rb
-    ok = den != 0
-    shares = (ra[ok] - rc[ok]) / den[ok]
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = (np.percentile(shares, [tail, 100 - tail]) if shares.size else (math.nan,) * 2)
-    return {"mean": mean, "lo": float(lo), "hi": float(hi), "gap": gap}
+    # scipy resamples only what has spread to resample: a single repeat is a fixed value
+    # (it cannot be resampled, and every resample of it would be itself).
+    samples = [x for x in (a, b, c) if x.size > 1]
+    if not samples:
+        return {"mean": mean, "lo": mean, "hi": mean, "gap": gap}
+
+    def share(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        it = iter(resampled)
+        ma, mb, mc = (next(it).mean(axis=axis) if x.size > 1 else x.mean() for x in (a, b, c))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(ma != mb, (ma - mc) / (ma - mb), np.nan)
+
+    with warnings.catch_warnings():  # a resample with no gap left is undefined: dropped below
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap(samples, share, vectorized=True, n_resamples=n_resamples,
+                            confidence_level=confidence, method="percentile",
+                            **{RNG_KW: np.random.default_rng(seed)})
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if math.isnan(lo) or math.isnan(hi):
+        shares = np.asarray(res.bootstrap_distribution, dtype=float)
+        shares = shares[~np.isnan(shares)]
+        tail = (1 - confidence) / 2 * 100
+        lo, hi = (float(np.percentile(shares, tail)), float(np.percentile(shares, 100 - tail))
+                  ) if shares.size else (math.nan, math.nan)
+    return {"mean": mean, "lo": lo, "hi": hi, "gap": gap}
 
 
 def _cell_key(r: Record) -> tuple[str, str]:
@@ -68,7 +103,7 @@ def _cell_key(r: Record) -> tuple[str, str]:
 
 def gap_table(records: list[Record], base: str, floor: str,
               seed: int = 0) -> list[dict[str, Any]]:
-    """For every workload cell and every other configuration: the share of each GAP_FIGURES
+    """For every workload cell and every other configuration: the share of each gap_figures()
     gap (base → floor) that the configuration recovers. Cells lacking base or floor are
     skipped; a figure a configuration lacks (e.g. no guest time) is left out of its row."""
     cells: dict[tuple[str, str], dict[str, list[Record]]] = {}
@@ -80,7 +115,7 @@ def gap_table(records: list[Record], base: str, floor: str,
             continue
         for cfg in sorted(set(by_cfg) - {base, floor}):
             figures = {}
-            for label, get in GAP_FIGURES.items():
+            for label, get in gap_figures().items():
                 a, b, c = get(by_cfg[base]), get(by_cfg[floor]), get(by_cfg[cfg])
                 if a is None or b is None or c is None:
                     continue

@@ -31,6 +31,7 @@ __all__ = [
     "check_comparable",
     "summarize",
     "MEMINFO_KEYS",
+    "RNG_KW",
 ]
 
 #: meminfo fields whose change over a run summarize() reports (kB).
@@ -39,7 +40,7 @@ MEMINFO_KEYS = ("PageTables", "LowFree")
 Record = dict[str, Any]
 
 # scipy >= 1.15 takes `rng`; older releases only `random_state` (SPEC 7 transition).
-_RNG_KW = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
+RNG_KW = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
 
 
 def _units(r: Record) -> float:
@@ -100,7 +101,7 @@ def bootstrap_ci(values: Iterable[float], confidence: float = 0.95, n_resamples:
         with np.errstate(all="ignore"):
             res = sps.bootstrap((x,), np.mean, confidence_level=confidence,
                                 n_resamples=n_resamples, method=method,
-                                **{_RNG_KW: np.random.default_rng(seed)})
+                                **{RNG_KW: np.random.default_rng(seed)})
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if not (math.isnan(lo) or math.isnan(hi)):
             break

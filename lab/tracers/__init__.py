@@ -74,6 +74,11 @@ class ProbeSpec:
     symbol: str = ""
     tracepoint: str = ""  # "tlb:tlb_flush"
     key: str = ""  # tracepoint field to split counts by, e.g. "reason"
+    # How reports lead with it (probes.toml explains; lab/report.py reads them): its place
+    # among the headline counters (0: not one), charted on the dashboard, a named figure.
+    headline: int = 0
+    chart: bool = False
+    figure: str = ""
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -219,6 +224,12 @@ def load_probe_set(path: Path | None = None) -> list[ProbeSpec]:
         name = entry.get("name") or entry.get("symbol") or entry.get("tracepoint")
         if not name:
             raise UsageError(f"{path}: a probe has neither name nor symbol")
+        headline, chart, figure = (entry.get("headline", 0), entry.get("chart", False),
+                                   entry.get("figure", ""))
+        if (type(headline) is not int or headline < 0 or not isinstance(chart, bool)
+                or not isinstance(figure, str)):
+            raise UsageError(f"{path}: probe {name!r}: headline must be a whole number >= 0, "
+                             "chart true or false, figure a label")
         if kind == "kprobe" and entry.get("symbol", name) in INLINE_HINTS:
             sym = entry.get("symbol", name)
             raise UsageError(f"{sym} is inline and cannot be probed: use {INLINE_HINTS[sym]}")
@@ -231,6 +242,9 @@ def load_probe_set(path: Path | None = None) -> list[ProbeSpec]:
                 symbol=entry.get("symbol", name if kind == "kprobe" else ""),
                 tracepoint=entry.get("tracepoint", ""),
                 key=entry.get("key", ""),
+                headline=headline,
+                chart=chart,
+                figure=figure,
             )
         )
     names = [p.name for p in probes]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "cmd",
-    [[], ["up"], ["status"], ["exec"], ["down"], ["trace"], ["runs"], ["show"], ["dashboard"]],
+    [[], ["up"], ["status"], ["exec"], ["down"], ["trace"], ["runs"], ["show"], ["dashboard"],
+     ["study"], ["profile"]],
 )
 def test_help(cmd: list[str]) -> None:
     res = runner.invoke(app, [*cmd, "--help"])
@@ -49,6 +51,14 @@ def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and message in res.output
     assert not list(list_runs()), "nothing may be recorded for rejected input"
+
+
+def test_commands_are_listed_in_their_order() -> None:
+    """The command modules are split by job; `lab --help` lists their commands as before."""
+    res = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    listed = re.findall(r"^│ (\w+) {2,}", res.output, re.M)
+    mine = ["trace", "runs", "show", "dashboard", "study", "profile"]
+    assert [n for n in listed if n in mine] == mine
 
 
 def test_exec_and_down_without_guest() -> None:

@@ -51,6 +51,27 @@ def test_gap_recovered_beyond_floor_and_worse_than_baseline() -> None:
     assert gap_recovered([10.0], [6.0], [11.0])["mean"] == pytest.approx(-0.25)
 
 
+def test_gap_ci_is_scipys_percentile_bootstrap() -> None:
+    """The CI is scipy.stats.bootstrap's (one bootstrap in the lab, not a hand-rolled one);
+    a configuration with one repeat is a fixed value, not resampled."""
+    from scipy import stats as sps
+
+    from lab.stats import RNG_KW
+
+    rng = np.random.default_rng(7)
+    a, b, c = 10 + rng.normal(0, 0.3, 4), 6 + rng.normal(0, 0.3, 4), 7 + rng.normal(0, 0.3, 4)
+    g = gap_recovered(a, b, c, seed=3)
+    res = sps.bootstrap((a, b, c), lambda x, y, z, axis: (x.mean(axis) - z.mean(axis))
+                        / (x.mean(axis) - y.mean(axis)), vectorized=True, n_resamples=4000,
+                        method="percentile", **{RNG_KW: np.random.default_rng(3)})
+    assert g["lo"] == pytest.approx(res.confidence_interval.low)
+    assert g["hi"] == pytest.approx(res.confidence_interval.high)
+    one = gap_recovered(a, np.array([6.0]), c)
+    assert one["lo"] < one["mean"] < one["hi"]
+    assert gap_recovered([10.0], [6.0], [7.0]) == {"mean": 0.75, "lo": 0.75, "hi": 0.75,
+                                                   "gap": 4.0}
+
+
 def test_no_gap_is_nan_not_a_number_made_up() -> None:
     g = gap_recovered([5.0, 5.0], [5.0, 5.0], [4.0, 4.0])
     assert math.isnan(g["mean"]) and g["gap"] == 0

@@ -1,0 +1,160 @@
+"""``lab trace``, ``lab study``, ``lab profile``: the commands that boot guests and measure.
+
+Each ends by showing what it measured the way `lab show` does (show_render), so a fresh run
+and a stored one read the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import ui
+from ..config import list_configs, parse_config_list
+from ..errors import LabError, UsageError
+from ..guest.boot import BootOptions
+from ..report import jsonable
+from ..sizes import parse_mem_mib
+from ..tracers import AUTO, BACKENDS, backend_help, load_probe_set
+from ..workloads import list_workloads, load_workload, parse_param_args
+from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
+from .show_render import print_show, show_data
+
+__all__ = ["trace", "study", "profile"]
+
+
+def _can_boot() -> str | None:
+    """Why no guest can boot on this host, or None when one can."""
+    from ..config import load_boot_defaults
+    from ..hostcheck import require_gcc_m32, require_i386_arch, require_tool
+
+    try:
+        require_tool(load_boot_defaults().qemu, "qemu-system-x86")
+        require_i386_arch()
+        require_gcc_m32()
+    except LabError as e:
+        return str(e)
+    return None
+
+
+@cli_errors
+def trace(
+    workload: Annotated[
+        str, typer.Option(help=f"Workload: {', '.join(list_workloads())}.")
+    ] = "forkstorm",
+    config: Annotated[
+        str, typer.Option(help=f"Comma-separated configurations: {', '.join(list_configs())}.")
+    ] = "highpte,lowpte",
+    repeat: Annotated[int, typer.Option(help="Repeats per configuration (all in one boot).")] = 5,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Workload parameter NAME=VALUE (repeatable).")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help=backend_help())
+    ] = "auto",
+    icount: IcountOpt = False,
+    mem: MemOpt = "8G",
+    cpus: CpusOpt = 2,
+    append: AppendOpt = None,
+    probes: Annotated[
+        Path | None, typer.Option(help="Probe-set TOML (default: lab/tracers/probes.toml).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Count kmaps, page-table pages and TLB flushes while a workload runs, per configuration."""
+    from ..trace import Cell, Matrix, choose_backend, run_trace
+
+    if not 1 <= repeat <= 1000:
+        raise UsageError(f"--repeat {repeat} out of range: 1 to 1000")
+    spec = load_workload(workload)
+    params = spec.resolve(parse_param_args(param or []))
+    configs = parse_config_list(config)
+    probe_set = load_probe_set(probes)
+    boot = BootOptions(
+        mem_mib=parse_mem_mib(mem), cpus=cpus, icount=icount, append=tuple(append or ())
+    )
+    chosen = choose_backend(backend, _can_boot)
+    plan = Matrix(configs, [Cell(spec, params, repeat)], chosen, probe_set, boot)
+    run = run_trace(plan)
+    if json_out:
+        print_json(jsonable(show_data(run.run_id)))
+    else:
+        print_show(run.run_id)
+        ui.out_console.print(f"run {run.run_id} recorded in {run.path}")
+
+
+@cli_errors
+def study(
+    plan_file: Annotated[Path, typer.Argument(help="A study plan, e.g. analysis/highpte-cost.toml.")],
+    backend: Annotated[str | None, typer.Option(help=f"Override the plan's backend: {', '.join([*BACKENDS, AUTO])}.")] = None,
+    new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration.
+
+    Re-running an interrupted study resumes it: finished cells are skipped, nothing is lost.
+    """
+    from dataclasses import replace
+
+    from ..study import find_resumable, load_plan
+    from ..trace import choose_backend, run_matrix, start_run
+
+    plan = load_plan(plan_file, backend)
+    m = replace(plan.matrix, backend=choose_backend(plan.matrix.backend, _can_boot))
+    run = None if new else find_resumable(plan)
+    if run is None:
+        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan_file),
+                                       "plan_name": plan.name, "plan_digest": plan.digest,
+                                       "description": plan.description,
+                                       **({"gap": list(plan.gap)} if plan.gap else {})})
+    else:
+        ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
+    with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
+        run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
+    if json_out:
+        print_json(jsonable(show_data(run.run_id)))
+    else:
+        print_show(run.run_id)
+        ui.out_console.print(f"study {plan.name} recorded in {run.path}")
+
+
+@cli_errors
+def profile(
+    workload: Annotated[str, typer.Option(help=f"Workload: {', '.join(list_workloads())}.")] = "forkstorm",
+    config: Annotated[str, typer.Option(help="Two configurations A,B: rows are B minus A.")] = "highpte,lowpte",
+    param: Annotated[list[str] | None, typer.Option(help="Workload parameter NAME=VALUE (repeatable).")] = None,
+    repeat: Annotated[int, typer.Option(help="Workload runs per configuration (ticks add up).")] = 3,
+    icount: IcountOpt = False,
+    top: Annotated[int, typer.Option(help="Rows to print from each end.")] = 15,
+    json_out: JsonOpt = False,
+) -> None:
+    """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A."""
+    import json
+
+    from ..profile_run import run_profile
+
+    if not 1 <= repeat <= 100 or top < 1:
+        raise UsageError("--repeat must be 1..100 and --top at least 1")
+    spec = load_workload(workload)
+    params = spec.resolve(parse_param_args(param or []))
+    configs = parse_config_list(config)
+    if len(configs) != 2:
+        raise UsageError(f"--config needs exactly two configurations A,B, got {config!r}")
+    run = run_profile(configs, spec, params, repeat, BootOptions(icount=icount))
+    data = json.loads((run.path / "profile.json").read_text())
+    if json_out:
+        print_json(data)
+        return
+    a, b = data["configs"]
+    rows = data["rows"]
+    tot = data["totals"]
+    ui.out_console.print(
+        f"{workload} {params} ×{repeat}: {a} {tot[a]['ticks']} ticks, {b} {tot[b]['ticks']} ticks "
+        f"(kernel-mode timer ticks, idle loop excluded; run {run.run_id})")
+    for label, part in ((f"largest increases ({b} − {a})", rows[:top]),
+                        (f"largest decreases ({b} − {a})", list(reversed(rows[-top:])))):
+        ui.out_console.print(f"\n{label}:")
+        for r in part:
+            ui.out_console.print(f"  {r['delta']:+7d}  {r['symbol']:<40} {r['a_ticks']:>7} → {r['b_ticks']}")

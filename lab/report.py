@@ -1,0 +1,196 @@
+"""The report layer: every figure `lab show`, `lab show --json` and the dashboard print.
+
+Why one layer: the same numbers used to be computed twice (`lab show` and the dashboard each
+ran their own Welch tests, and named their headline counters in their own lists), and two
+copies drift. :func:`build_report` computes, once, over stored records:
+
+- per (configuration, workload, parameters): each counter per unit, guest time per unit and
+  the meminfo change, as mean, 95 % bootstrap CI, n, CV and the "noisy" mark
+  (:func:`lab.stats.summarize`);
+- for each of those cells, the difference from the baseline configuration's cell with the
+  same workload and parameters: Δ % of the mean and Welch's p (:func:`lab.stats.welch`);
+- with a gap (BASE, FLOOR), the share of it each other configuration recovers, with its
+  bootstrap CI (:func:`lab.compare.gap_table`);
+- taskpile's lowmem and PageTables pages per task (:func:`lab.compare.taskpile_slopes`).
+
+Renderers only format what it returns. Which counters lead a table is data, not code: the
+``headline``, ``chart`` and ``figure`` marks in lab/tracers/probes.toml (:func:`headline`).
+The JSON form is versioned (:data:`SCHEMA_VERSION`, docs/json-schema.md); :func:`jsonable`
+turns the report into strict JSON (no NaN or Infinity: null).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .compare import GUEST_TIME, gap_table, taskpile_slopes
+from .errors import UsageError
+from .stats import (
+    MEMINFO_KEYS,
+    Record,
+    guest_ns_per_unit,
+    meminfo_change,
+    per_unit,
+    summarize,
+    welch,
+)
+from .tracers import load_probe_set
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Headline",
+    "headline",
+    "build_report",
+    "group_key",
+    "matches",
+    "figure_cells",
+    "jsonable",
+    "GUEST_TIME",
+]
+
+#: Version of the JSON that `lab show --json` and `lab runs --json` print. Bump it when a key
+#: changes meaning or goes away; adding a key keeps it (docs/json-schema.md).
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The counters reports lead with, as probes.toml marks them.
+
+    ``order``: `lab show` lists these first, in this order (``headline = N``).
+    ``charted``: the dashboard's headline table and bar charts (``chart = true``).
+    ``figures``: label -> counter of the named per-unit figures (``figure = "LABEL"``) that
+    `lab show` compares with the baseline, besides guest time.
+    """
+
+    order: tuple[str, ...]
+    charted: tuple[str, ...]
+    figures: dict[str, str]
+
+    def rank(self, name: str) -> tuple[int, str]:
+        """Sort key: headline counters in their order, then the rest alphabetically."""
+        return (self.order.index(name) if name in self.order else len(self.order), name)
+
+
+@functools.cache
+def headline() -> Headline:
+    """The marks of the default probe set (the one file that names the headline counters)."""
+    probes = load_probe_set()
+    marked = sorted((p for p in probes if p.headline), key=lambda p: p.headline)
+    return Headline(order=tuple(p.name for p in marked),
+                    charted=tuple(p.name for p in sorted(
+                        (p for p in probes if p.chart), key=lambda p: (p.headline or 1 << 30))),
+                    figures={p.figure: p.name for p in probes if p.figure})
+
+
+def group_key(workload: Any, params: Any) -> tuple[str, str]:
+    """The cell a row or record belongs to: per-unit figures depend on the parameters."""
+    return str(workload), json.dumps(params or {}, sort_keys=True)
+
+
+def matches(config: str, baseline: str) -> bool:
+    """A configuration name is the baseline, or one origin of it (``NAME @ host``)."""
+    return config == baseline or config.startswith(f"{baseline} @ ")
+
+
+def _compare(base: np.ndarray | None, vals: np.ndarray | None) -> dict[str, float | None]:
+    """Δ % of the mean from the baseline's and Welch's p; None where there is nothing."""
+    if base is None or vals is None:
+        return {"delta_pct": None, "welch_p": None}
+    with warnings.catch_warnings():  # scipy's precision note on near-identical repeats
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rel, p = welch(base, vals)
+    return {"delta_pct": rel * 100, "welch_p": p}
+
+
+def _values(recs: list[Record]) -> dict[tuple[str, str], np.ndarray | None]:
+    """Per-record values of every figure a row's cells summarise, keyed like the cells."""
+    names = {n for r in recs for n in r.get("counts", {})}
+    out: dict[tuple[str, str], np.ndarray | None] = {
+        ("counters", n): per_unit(recs, n) for n in names}
+    out[("guest_ns_per_unit", "")] = guest_ns_per_unit(recs)
+    out.update({("meminfo_change_kb", k): meminfo_change(recs, k) for k in MEMINFO_KEYS})
+    return out
+
+
+def _cells(row: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    out = {("counters", n): c for n, c in row["counters"].items()}
+    out[("guest_ns_per_unit", "")] = row["guest_ns_per_unit"]
+    out.update({("meminfo_change_kb", k): c for k, c in row["meminfo_change_kb"].items()})
+    return out
+
+
+def build_report(records: list[Record], *, baseline: str | None = None,
+                 gap: tuple[str, str] | None = None, allow_mixed: bool = False,
+                 seed: int = 0) -> dict[str, Any]:
+    """Everything a report shows, computed once. Example::
+
+        rep = build_report(run.records(), gap=("built-highpte", "built-lowpte"))
+        rep["summary"][1]["counters"]["__pte_alloc"]   # {mean, lo, hi, n, cv, noisy,
+                                                        #  delta_pct, welch_p}
+
+    ``baseline``: the configuration each row is compared with, per workload and parameters;
+    None takes the first configuration of each (`lab show`'s rule). A row whose cell has no
+    baseline (the baseline was not measured with those parameters) says ``baseline: None``.
+    Every summarised cell gains ``delta_pct`` and ``welch_p`` (None in the baseline's own row
+    or where either side lacks the figure). Raises UsageError for a baseline no record has,
+    or for mixed timing modes or backends unless ``allow_mixed``.
+    """
+    rows = summarize(records, allow_mixed=allow_mixed, seed=seed) if records else []
+    if baseline is not None and rows and not any(matches(r["config"], baseline) for r in rows):
+        known = ", ".join(sorted({r["config"] for r in rows}))
+        raise UsageError(f"baseline {baseline!r} is not among the configurations: {known}")
+    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cell.setdefault(group_key(row["workload"], row["params"]), []).append(row)
+    for key, group in by_cell.items():
+        base = group[0] if baseline is None else next(
+            (r for r in group if matches(r["config"], baseline)), None)
+        values = {r["config"]: _values([x for x in records if str(x.get("config")) == r["config"]
+                                        and group_key(x.get("workload"), x.get("params")) == key])
+                  for r in group}
+        for row in group:
+            row["baseline"] = base["config"] if base else None
+            for k, cell in _cells(row).items():
+                if "mean" not in cell:   # absent or not recorded: nothing to compare
+                    continue
+                if base is None or row is base:
+                    cell.update(delta_pct=None, welch_p=None)
+                else:
+                    cell.update(_compare(values[base["config"]].get(k), values[row["config"]][k]))
+    report: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "baseline": baseline,
+                              "summary": rows}
+    if gap:
+        report["gap"] = {"baseline": gap[0], "floor": gap[1],
+                         "rows": gap_table(records, *gap, seed=seed)}
+    slopes = taskpile_slopes(records)
+    if slopes:
+        report["taskpile_slopes"] = slopes
+    return report
+
+
+def figure_cells(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A row's named figures by label (counter figures, then guest time), as summarised."""
+    out = {label: row["counters"].get(name, {}) for label, name in headline().figures.items()}
+    out[GUEST_TIME] = row["guest_ns_per_unit"]
+    return out
+
+
+def jsonable(data: Any) -> Any:
+    """Strict JSON: NaN and ±Infinity (a single repeat's CI, an undefined share) become null,
+    which every JSON parser reads (Python's NaN token is not JSON)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: jsonable(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [jsonable(v) for v in data]
+    return data
+
