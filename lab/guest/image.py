@@ -1,7 +1,9 @@
 """The guest image: a gzip'd initramfs with busybox, the agent and the workload programs.
 
-Built once per content key (busybox .deb, C sources, init script, compiler version) into the
-cache. The cpio archive is written here rather than with cpio(1) so that it is byte-for-byte
+Built once per content key (busybox .deb, C sources and headers, the parameter headers generated
+from the workload specs, init script, compiler version) into the cache. A workload is compiled
+from every file its spec lists (``sources``), with its generated ``workload-params.h`` on the
+include path. The cpio archive is written here rather than with cpio(1) so that it is byte-for-byte
 reproducible (mtime 0, sorted) and can hold /dev/console without root.
 """
 
@@ -21,8 +23,19 @@ from ..debian import DebPackage, extract_deb, fetch_deb, resolve_package
 from ..errors import LabError
 from ..hostcheck import require_gcc_m32
 from ..paths import cache_dir, repo_root, vm_dir
+from ..workloads import PARAMS_HEADER, list_workloads, load_workload
 
-__all__ = ["CpioEntry", "newc_archive", "ImagePlan", "plan_image", "ensure_image"]
+__all__ = [
+    "CpioEntry",
+    "newc_archive",
+    "Program",
+    "ImagePlan",
+    "plan_image",
+    "ensure_image",
+    "compile_program",
+    "content_key",
+    "workload_program",
+]
 
 #: Bump when the image layout changes without any input file changing.
 IMAGE_FORMAT = 1
@@ -57,13 +70,42 @@ def newc_archive(entries: list[CpioEntry]) -> bytes:
 
 
 @dataclass(frozen=True)
+class Program:
+    """One static i386 program: the C files linked into it and, for a workload, its
+    generated parameter header (None for the agent and lab-peek)."""
+
+    sources: tuple[Path, ...]
+    params_header: str | None = None
+
+    @property
+    def headers(self) -> tuple[Path, ...]:
+        """The headers beside its sources, which they may #include (workload.h, their own)."""
+        dirs = sorted({s.parent for s in self.sources})
+        return tuple(h for d in dirs for h in sorted(d.glob("*.h")))
+
+    def key_material(self) -> bytes:
+        """Everything about the program that the image's content key must cover: every
+        source and header by name and content, and the generated parameter header."""
+        parts = [f"{f.name}\0".encode() + f.read_bytes() for f in (*self.sources, *self.headers)]
+        if self.params_header is not None:
+            parts.append(f"{PARAMS_HEADER}\0{self.params_header}".encode())
+        return b"\0".join(parts)
+
+
+def workload_program(name: str) -> Program:
+    """The program for workload ``name``, as its spec describes it."""
+    spec = load_workload(name)
+    return Program(spec.sources, spec.params_header())
+
+
+@dataclass(frozen=True)
 class ImagePlan:
     """What the image is made of, and where it lives in the cache."""
 
     key: str
     path: Path
     busybox: DebPackage
-    programs: dict[str, Path]  # guest path -> C source
+    programs: dict[str, Program]  # guest path -> what it is built from
     init: Path
     compiler: str
 
@@ -76,18 +118,20 @@ class ImagePlan:
             return [f"image: initramfs {self.key[:16]} (cached in {self.path})"]
         lines = [f"image: download {self.busybox.spec} ({self.busybox.size / 1e6:.1f} MB)"]
         lines += [
-            f"image: build {g} from {s.relative_to(repo_root())} (gcc {' '.join(CFLAGS)})"
-            for g, s in self.programs.items()
+            f"image: build {g} from "
+            f"{' '.join(str(s.relative_to(repo_root())) for s in p.sources)}"
+            f" (gcc {' '.join(CFLAGS)})"
+            for g, p in self.programs.items()
         ]
         return lines + [f"image: write {self.path}"]
 
 
-def _programs() -> dict[str, Path]:
-    progs = {"sbin/lab-agent": vm_dir() / "guest" / "lab-agent.c",
+def _programs() -> dict[str, Program]:
+    progs = {"sbin/lab-agent": Program((vm_dir() / "guest" / "lab-agent.c",)),
              # tries user-mode access to kernel addresses (the UKVA window's safety test)
-             "sbin/lab-peek": vm_dir() / "guest" / "lab-peek.c"}
-    for src in sorted((repo_root() / "lab" / "workloads").glob("*.c")):
-        progs[f"workloads/{src.stem}"] = src
+             "sbin/lab-peek": Program((vm_dir() / "guest" / "lab-peek.c",))}
+    for name in list_workloads():
+        progs[f"workloads/{name}"] = workload_program(name)
     return progs
 
 
@@ -99,23 +143,47 @@ def plan_image() -> ImagePlan:
     busybox = resolve_package("busybox-static", "i386")
     init = vm_dir() / "guest" / "init"
     programs = _programs()
-    digest = hashlib.sha256(f"format={IMAGE_FORMAT}\0{compiler}\0{busybox.sha256}\0".encode())
-    digest.update(" ".join(CFLAGS).encode())
-    # Workloads may #include a shared header beside them: it is part of the content too.
-    headers = [(f.name, f) for f in sorted((repo_root() / "lab" / "workloads").glob("*.h"))]
-    for guest_path, src in [("init", init), *programs.items(), *headers]:
-        digest.update(f"\0{guest_path}\0".encode() + src.read_bytes())
-    key = digest.hexdigest()
+    key = content_key(compiler, busybox.sha256, init, programs)
     path = cache_dir() / "images" / f"initramfs-{key[:16]}.cpio.gz"
     return ImagePlan(key, path, busybox, programs, init, compiler)
 
 
-def _compile(src: Path, out: Path) -> None:
-    proc = subprocess.run(
-        ["gcc", *CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True
-    )
+def content_key(compiler: str, busybox_sha256: str, init: Path,
+                programs: dict[str, Program]) -> str:
+    """The image's cache key: a change to any input (any program's sources, headers or spec
+    parameters, the init script, busybox, the compiler or its flags) gives a new image."""
+    digest = hashlib.sha256(f"format={IMAGE_FORMAT}\0{compiler}\0{busybox_sha256}\0".encode())
+    digest.update(" ".join(CFLAGS).encode())
+    digest.update(b"\0init\0" + init.read_bytes())
+    for guest_path, prog in sorted(programs.items()):
+        digest.update(f"\0{guest_path}\0".encode() + prog.key_material())
+    return digest.hexdigest()
+
+
+def compile_program(
+    prog: Program, out: Path, cflags: list[str] | None = None, gcc: str = "gcc"
+) -> str:
+    """Compile and link ``prog`` into ``out``; returns gcc's warnings (stderr), if any.
+
+    A workload's ``workload-params.h`` is written to a private directory put first on the
+    include path, never beside the sources, so a stale copy cannot shadow the spec. The host
+    tests build with this too (adding -Wextra -Werror), so they test what the guest runs.
+    """
+    with tempfile.TemporaryDirectory(prefix="lab-build-") as gen:
+        include: list[str] = []
+        if prog.params_header is not None:
+            (Path(gen) / PARAMS_HEADER).write_text(prog.params_header)
+            include = ["-I", gen]
+        proc = subprocess.run(
+            [gcc, *(CFLAGS if cflags is None else cflags), *include, "-o", str(out),
+             *(str(s) for s in prog.sources)],
+            capture_output=True,
+            text=True,
+        )
     if proc.returncode != 0:
-        raise LabError(f"building {src.name} failed:\n{proc.stderr.strip()}")
+        names = " ".join(s.name for s in prog.sources)
+        raise LabError(f"building {names} failed:\n{proc.stderr.strip()}")
+    return proc.stderr
 
 
 def ensure_image(plan: ImagePlan) -> Path:
@@ -137,9 +205,9 @@ def ensure_image(plan: ImagePlan) -> Path:
                 CpioEntry("bin/busybox", 0o100755, (Path(tmp) / "bb/bin/busybox").read_bytes()),
                 CpioEntry("bin/sh", 0o120777, b"busybox"),
             ]
-            for guest_path, src in plan.programs.items():
+            for guest_path, prog in plan.programs.items():
                 out = Path(tmp) / Path(guest_path).name
-                _compile(src, out)
+                compile_program(prog, out)
                 entries.append(CpioEntry(guest_path, 0o100755, out.read_bytes()))
             blob = gzip.compress(newc_archive(entries), compresslevel=6, mtime=0)
             tmp_out = Path(tmp) / "image"

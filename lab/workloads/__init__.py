@@ -1,9 +1,11 @@
 """Workloads: static i386 C programs run in the guest, each described by a TOML spec beside it.
 
-A workload NAME is two files in this directory: ``NAME.c`` (the program; the initramfs builder
-compiles it to ``/workloads/NAME``) and ``NAME.toml`` (its description, unit and parameter
-bounds). Keeping the bounds as data lets the CLI reject a bad ``--param`` on the host, in
-milliseconds, instead of after a guest boot. Every workload prints one JSON report line.
+A workload NAME is ``NAME.toml`` (its description, unit and parameter bounds) and the C program
+the initramfs builder compiles to ``/workloads/NAME``: ``NAME.c``, plus ``NAME-PART.c`` files when
+the spec lists them in ``sources``. Keeping the bounds as data lets the CLI reject a bad
+``--param`` on the host, in milliseconds, instead of after a guest boot; the program's own table
+is generated from the same data (:meth:`WorkloadSpec.params_header`), so the two cannot
+disagree. Every workload prints one JSON report line.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "list_workloads",
     "load_workload",
     "workload_sources",
+    "PARAMS_HEADER",
     "parse_param_args",
     "parse_report",
 ]
@@ -43,6 +46,11 @@ REPORT_KEYS: dict[str, type] = {
     "elapsed_ns": int,
     "params": dict,
 }
+
+#: The header the image builder generates from a spec; workload.h includes it.
+PARAMS_HEADER = "workload-params.h"
+#: ``struct param`` holds longs, and the programs are i386: 32 bits.
+_LONG_MIN, _LONG_MAX = -(2**31 - 1), 2**31 - 1
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _INT_RE = re.compile(r"[+-]?[0-9]+")
@@ -65,7 +73,7 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """A workload as declared in its TOML file, with the C source it is built from."""
+    """A workload as declared in its TOML file, with the C sources it is built from."""
 
     name: str
     description: str
@@ -73,7 +81,49 @@ class WorkloadSpec:
     stresses: str
     self_check: str
     params: dict[str, ParamSpec]
-    source: Path
+    #: ``NAME.c`` (the one with ``main``) first, then the spec's other ``sources``.
+    sources: tuple[Path, ...]
+
+    @property
+    def source(self) -> Path:
+        """The program's main file, ``NAME.c``."""
+        return self.sources[0]
+
+    def params_header(self) -> str:
+        """The C side of the parameter table: the text of ``workload-params.h``.
+
+        ``PARAM_<NAME>`` indexes ``params[]`` in spec (argv) order; ``PARAM_<NAME>_DEFAULT``,
+        ``_MIN`` and ``_MAX`` size the programs' arrays; ``PARAM_TABLE`` initialises the
+        ``struct param`` table that ``parse_params()`` fills. Generated, never written by hand:
+        the bounds the program enforces are the ones the host checks.
+        """
+        upper = {name: name.upper() for name in self.params}
+        lines = [
+            f"/* Generated from {self.name}.toml by lab/workloads (WorkloadSpec.params_header):",
+            " * do not edit; change the spec instead. */",
+            "#ifndef LAB_WORKLOAD_PARAMS_H",
+            "#define LAB_WORKLOAD_PARAMS_H",
+            "",
+            "enum {",
+            *(f"\tPARAM_{upper[n]}," for n in self.params),
+            "\tNR_PARAMS",
+            "};",
+            "",
+        ]
+        for n, p in self.params.items():
+            lines += [
+                f"#define PARAM_{upper[n]}_DEFAULT\t{p.default}L",
+                f"#define PARAM_{upper[n]}_MIN\t{p.min}L",
+                f"#define PARAM_{upper[n]}_MAX\t{p.max}L",
+            ]
+        lines += ["", "#define PARAM_TABLE { \\"]
+        lines += [
+            f'\t{{ "{n}", PARAM_{upper[n]}_DEFAULT, PARAM_{upper[n]}_MIN, '
+            f"PARAM_{upper[n]}_MAX }}, \\"
+            for n in self.params
+        ]
+        lines += ["}", "", "#endif /* LAB_WORKLOAD_PARAMS_H */", ""]
+        return "\n".join(lines)
 
     @property
     def guest_path(self) -> str:
@@ -135,7 +185,7 @@ def _to_int(raw: str | int) -> int | None:
 
 
 def _load_spec(path: Path) -> WorkloadSpec:
-    """Read one ``NAME.toml``; a malformed spec or a missing ``NAME.c`` is a lab bug (exit 1)."""
+    """Read one ``NAME.toml``; a malformed spec or a missing source is a lab bug (exit 1)."""
     name = path.stem
     if not _NAME_RE.fullmatch(name):
         raise LabError(f"{path}: workload name '{name}' must match [a-z][a-z0-9_]*")
@@ -173,6 +223,8 @@ def _load_spec(path: Path) -> WorkloadSpec:
         )
         if not p.min <= p.default <= p.max:
             raise LabError(f"{path}: {where}default {p.default} is outside {p.bounds()}")
+        if p.min < _LONG_MIN or p.max > _LONG_MAX:
+            raise LabError(f"{path}: {where}bounds {p.bounds()} do not fit the program's long")
         params[pname] = p
     return WorkloadSpec(
         name=name,
@@ -181,13 +233,46 @@ def _load_spec(path: Path) -> WorkloadSpec:
         stresses=text(data, "stresses", ""),
         self_check=text(data, "self_check", ""),
         params=params,
-        source=source,
+        sources=_sources(path, name, data.get("sources")),
     )
 
 
+def _sources(path: Path, name: str, raw: Any) -> tuple[Path, ...]:
+    """The spec's ``sources`` (default ``["NAME.c"]``): NAME.c first, then NAME-PART.c files.
+
+    One naming rule keeps the directory readable: every file of a program starts with its name.
+    """
+    if raw is None:
+        raw = [f"{name}.c"]
+    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+        raise LabError(f"{path}: 'sources' must be a list of file names")
+    if raw[:1] != [f"{name}.c"]:
+        raise LabError(f"{path}: 'sources' must start with {name}.c (the file with main)")
+    if len(set(raw)) != len(raw):
+        raise LabError(f"{path}: 'sources' lists a file twice")
+    part = re.compile(re.escape(name) + r"-[a-z0-9][a-z0-9_-]*\.c")
+    for extra in raw[1:]:
+        if not part.fullmatch(extra):
+            raise LabError(f"{path}: source '{extra}' must be named {name}-PART.c, beside it")
+        if not (path.parent / extra).is_file():
+            raise LabError(f"{path}: source '{extra}' is missing")
+    return tuple(path.parent / s for s in raw)
+
+
 def _discover(directory: Path = WORKLOADS_DIR) -> dict[str, WorkloadSpec]:
-    """Every spec in ``directory``, by name; re-read each call (a few small files)."""
-    return {path.stem: _load_spec(path) for path in sorted(directory.glob("*.toml"))}
+    """Every spec in ``directory``, by name; re-read each call (a few small files).
+
+    A ``.c`` file that no spec lists would silently never be built: that is an error too.
+    """
+    specs = {path.stem: _load_spec(path) for path in sorted(directory.glob("*.toml"))}
+    listed = {src.name for spec in specs.values() for src in spec.sources}
+    stray = sorted(p.name for p in directory.glob("*.c") if p.name not in listed)
+    if stray:
+        raise LabError(
+            f"{directory}: {', '.join(stray)} belong to no workload "
+            "(list them in a spec's 'sources', named NAME-PART.c)"
+        )
+    return specs
 
 
 def list_workloads() -> list[str]:
@@ -204,7 +289,7 @@ def load_workload(name: str) -> WorkloadSpec:
 
 
 def workload_sources() -> dict[str, Path]:
-    """Name -> C source, for the initramfs builder (each becomes ``/workloads/NAME``)."""
+    """Name -> main C source (``NAME.c``); the initramfs builder uses the specs' ``sources``."""
     return {name: spec.source for name, spec in _discover().items()}
 
 

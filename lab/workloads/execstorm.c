@@ -11,9 +11,10 @@
  *
  * Usage: execstorm [--execs N] [--concurrency C]
  *        execstorm --child
- *   --execs N        total fork+exec, the unit (1..1000000, default 300)
- *   --concurrency C  most children alive at once (1..1024, default 2)
+ *   --execs N        total fork+exec, the unit
+ *   --concurrency C  most children alive at once
  *   --child          exit 0 at once (the exec target)
+ * (defaults and bounds: execstorm.toml)
  *
  * Self-check: a child can only exit 0 by running the exec'd "--child" image
  * (when execve fails the forked child exits 127). Every child must exit 0;
@@ -24,7 +25,7 @@
  *   {"workload":"execstorm","unit":"exec","ops":300,"errors":0,
  *    "elapsed_ns":123456789,"params":{"execs":300,"concurrency":2}}
  * (on one line). Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
- * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra execstorm.c
+ * Built static for i386 by lab/guest/image.py (see workload.h).
  */
 #include <errno.h>
 #include <limits.h>
@@ -38,10 +39,7 @@
 
 #include "workload.h"
 
-static struct param params[] = {
-	{ "execs",        300, 1, 1000000 },
-	{ "concurrency",    2, 1,    1024 },
-};
+static struct param params[] = PARAM_TABLE;
 
 static void print_usage(FILE *f)
 {
@@ -49,67 +47,80 @@ static void print_usage(FILE *f)
 		   "       execstorm --child\n");
 }
 
+struct run {
+	const char *self;
+	unsigned long ops, errors, fork_errors;
+};
+
+static pid_t start_child(unsigned long i, void *arg)
+{
+	const struct run *run = arg;
+	pid_t pid = fork();
+
+	(void)i;
+	if (pid == 0) {
+		execl(run->self, "execstorm", "--child", (char *)NULL);
+		_exit(CHILD_EXEC_FAILED);
+	}
+	return pid;
+}
+
+static void fork_failed(unsigned long i, int err, void *arg)
+{
+	struct run *run = arg;
+
+	(void)i;
+	if (!run->fork_errors)
+		fprintf(stderr, "execstorm: fork: %s\n", strerror(err));
+	run->fork_errors++;
+}
+
+/* Only a child that ran the exec'd image to exit 0 is an exec done. */
+static int reaped(pid_t pid, int status, void *arg)
+{
+	struct run *run = arg;
+	int failed = child_failed("execstorm", pid, status);
+
+	run->ops += !failed;
+	run->errors += failed;
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
-	unsigned long execs, concurrency, i, alive = 0;
-	unsigned long ops = 0, errors = 0, fork_errors = 0;
 	char self[PATH_MAX];
+	struct run run = { .self = self };
+	struct stream stream = {
+		.start = start_child, .start_failed = fork_failed,
+		.reaped = reaped, .arg = &run,
+	};
+	unsigned long execs, concurrency;
 	long long t0, t1;
-	int r;
 
 	if (argc == 2 && !strcmp(argv[1], "--child"))
 		return 0;
 	parse_params("execstorm", params, ARRAY_SIZE(params), argc, argv,
 		     print_usage, NULL);
-	execs = params[0].value;
-	concurrency = params[1].value;
+	execs = params[PARAM_EXECS].value;
+	concurrency = params[PARAM_CONCURRENCY].value;
 	if (find_self(argv[0], self, sizeof(self))) {
 		fprintf(stderr, "execstorm: cannot find my own path (no /proc/self/exe, argv[0] '%s')\n",
 			argv[0]);
 		return 1;
 	}
+	stream.total = execs;
+	stream.concurrency = concurrency;
 	fflush(NULL);	/* children must not inherit buffered output */
 
 	t0 = now_ns();
-	for (i = 0; i < execs; i++) {
-		pid_t pid;
-
-		while (alive >= concurrency) {
-			r = reap_one("execstorm");
-			if (r < 0) {	/* no children left: cannot happen */
-				alive = 0;
-				break;
-			}
-			alive--;
-			ops += !r;
-			errors += r;
-		}
-		pid = fork();
-		if (pid == 0) {
-			execl(self, "execstorm", "--child", (char *)NULL);
-			_exit(CHILD_EXEC_FAILED);
-		}
-		if (pid < 0) {
-			if (!fork_errors)
-				fprintf(stderr, "execstorm: fork: %s\n",
-					strerror(errno));
-			fork_errors++;
-			continue;
-		}
-		alive++;
-	}
-	while (alive && (r = reap_one("execstorm")) >= 0) {
-		alive--;
-		ops += !r;
-		errors += r;
-	}
+	run_stream(&stream);
 	t1 = now_ns();
-	errors += fork_errors;
+	run.errors += run.fork_errors;
 
 	printf("{\"workload\":\"execstorm\",\"unit\":\"exec\",");
 	printf("\"ops\":%lu,\"errors\":%lu,\"elapsed_ns\":%lld,",
-	       ops, errors, t1 - t0);
+	       run.ops, run.errors, t1 - t0);
 	printf("\"params\":{\"execs\":%lu,\"concurrency\":%lu}}\n",
 	       execs, concurrency);
-	return errors ? 1 : 0;
+	return run.errors ? 1 : 0;
 }

@@ -14,10 +14,10 @@
  * 2 MiB pages with no PTE page and one fault per 512 pages.
  *
  * Usage: faultstorm [--procs P] [--mib M] [--passes N]
- *   --procs P     processes faulting at the same time (1..64, default 4)
- *   --mib M       MiB each process maps and writes in a pass (1..512,
- *                 default 16)
- *   --passes N    map/write/verify/unmap passes per process (1..16, default 1)
+ *   --procs P     processes faulting at the same time
+ *   --mib M       MiB each process maps and writes in a pass
+ *   --passes N    map/write/verify/unmap passes per process
+ * (defaults and bounds: faultstorm.toml)
  * procs * mib must fit in the guest's free memory, or the OOM killer ends
  * the run (a killed process counts as an error).
  *
@@ -35,7 +35,7 @@
  * (on one line); ops counts pages written, one fault each. "nohugepage" is
  * false when the kernel has no THP (MADV_NOHUGEPAGE gives EINVAL: nothing to
  * turn off). Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
- * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra faultstorm.c
+ * Built static for i386 by lab/guest/image.py (see workload.h).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -54,11 +54,7 @@
 
 #define MIB			(1024UL * 1024UL)
 
-static struct param params[] = {
-	{ "procs",   4, 1,  64 },
-	{ "mib",    16, 1, 512 },
-	{ "passes",  1, 1,  16 },
-};
+static struct param params[] = PARAM_TABLE;
 
 /* What each process sends the parent: one write, atomic on a pipe. */
 struct result {
@@ -120,79 +116,76 @@ static uint32_t one_pass(unsigned long proc, unsigned long pass,
 	return bad;
 }
 
-static int child_main(unsigned long proc, unsigned long npages,
-		      unsigned long passes, size_t page_size, int out)
+struct run {
+	unsigned long npages, passes;
+	size_t page_size;
+	unsigned long long ops;
+	unsigned long errors;
+	int nohuge;
+};
+
+/* One process of the crew: its passes, then its record to the parent. */
+static int child_main(unsigned long proc, int out, void *arg)
 {
+	const struct run *run = arg;
 	struct result res = { .proc = (uint32_t)proc };
 	unsigned long pass;
 
-	for (pass = 0; pass < passes; pass++)
-		res.bad += one_pass(proc, pass, npages, page_size, &res);
+	for (pass = 0; pass < run->passes; pass++)
+		res.bad += one_pass(proc, pass, run->npages, run->page_size,
+				    &res);
 	if (write(out, &res, sizeof(res)) != sizeof(res))
 		return CHILD_FAILED;
 	return res.bad ? CHILD_FAILED : 0;
 }
 
+static void add_result(const void *rec, void *arg)
+{
+	const struct result *res = rec;
+	struct run *run = arg;
+
+	run->ops += res->pages;
+	run->errors += res->bad;
+	run->nohuge |= res->nohuge;
+}
+
 int main(int argc, char **argv)
 {
-	unsigned long procs, mib, passes, npages, i, errors = 0;
-	unsigned long long ops = 0;
-	unsigned char seen[64] = { 0 };
-	pid_t pids[64] = { 0 };
-	size_t page_size;
+	unsigned char seen[PARAM_PROCS_MAX] = { 0 };
+	pid_t pids[PARAM_PROCS_MAX] = { 0 };
+	struct crew crew = { "faultstorm", 0, pids, seen, { -1, -1 } };
+	unsigned long procs, mib, passes;
+	struct run run = { 0 };
 	struct result res;
-	int fds[2], nohuge = 0;
 	long long t0, t1;
-	ssize_t n;
 
 	parse_params("faultstorm", params, ARRAY_SIZE(params), argc, argv,
 		     print_usage, NULL);
-	procs = params[0].value;
-	mib = params[1].value;
-	passes = params[2].value;
-	page_size = (size_t)sysconf(_SC_PAGESIZE);
-	npages = mib * (MIB / page_size);
+	procs = params[PARAM_PROCS].value;
+	mib = params[PARAM_MIB].value;
+	passes = params[PARAM_PASSES].value;
+	run.page_size = (size_t)sysconf(_SC_PAGESIZE);
+	run.npages = mib * (MIB / run.page_size);
+	run.passes = passes;
+	crew.n = procs;
 
-	if (pipe(fds)) {
+	if (pipe(crew.fds)) {
 		fprintf(stderr, "faultstorm: pipe: %s\n", strerror(errno));
 		return 1;
 	}
 	fflush(NULL);	/* children must not inherit buffered output */
 
 	t0 = now_ns();
-	for (i = 0; i < procs; i++) {
-		pids[i] = fork();
-		if (pids[i] == 0) {
-			close(fds[0]);
-			_exit(child_main(i, npages, passes, page_size, fds[1]));
-		}
-		if (pids[i] < 0) {
-			fprintf(stderr, "faultstorm: fork: %s\n", strerror(errno));
-			errors++;
-		}
-	}
-	close(fds[1]);	/* EOF once the last child has exited */
-	while ((n = read(fds[0], &res, sizeof(res))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != sizeof(res) || res.proc >= procs || seen[res.proc]) {
-			fprintf(stderr, "faultstorm: bad record from a child\n");
-			errors++;
-			break;
-		}
-		seen[res.proc] = 1;
-		ops += res.pages;
-		errors += res.bad;
-		nohuge |= res.nohuge;
-	}
-	errors += reap_all("faultstorm", pids, procs, seen, CHILD_FAILED);
+	run.errors += crew_fork(&crew, child_main, &run);
+	run.errors += crew_collect(&crew, &res, sizeof(res), add_result, &run,
+				   CHILD_FAILED, 0, 0);
 	t1 = now_ns();
 
 	printf("{\"workload\":\"faultstorm\",\"unit\":\"fault\",");
 	printf("\"ops\":%llu,\"errors\":%lu,\"elapsed_ns\":%lld,",
-	       ops, errors, t1 - t0);
+	       run.ops, run.errors, t1 - t0);
 	printf("\"params\":{\"procs\":%lu,\"mib\":%lu,\"passes\":%lu},",
 	       procs, mib, passes);
-	printf("\"nohugepage\":%s}\n", nohuge ? "true" : "false");
-	return errors ? 1 : 0;
+	printf("\"nohugepage\":%s}\n", run.nohuge ? "true" : "false");
+	return run.errors ? 1 : 0;
 }

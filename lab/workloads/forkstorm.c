@@ -9,9 +9,10 @@
  * exit frees the child's page tables and flushes its TLB entries.
  *
  * Usage: forkstorm [--procs N] [--touch PAGES] [--concurrency C]
- *   --procs N          total forks, the unit of work (1..1000000, default 1000)
- *   --touch PAGES      pages each child writes (0..65536, default 16)
- *   --concurrency C    most children alive at once (1..1024, default 4)
+ *   --procs N          total forks, the unit of work
+ *   --touch PAGES      pages each child writes
+ *   --concurrency C    most children alive at once
+ * (defaults and bounds: forkstorm.toml)
  *
  * Self-check: word 0 of page i holds a parent pattern. Each child checks that
  * pattern on every page before writing its own value there (a COW fault), then
@@ -23,7 +24,7 @@
  *   {"workload":"forkstorm","unit":"fork","ops":1000,"errors":0,
  *    "elapsed_ns":123456789,"params":{"procs":1000,"touch":16,"concurrency":4}}
  * (on one line). Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
- * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra forkstorm.c
+ * Built static for i386 by lab/guest/image.py (see workload.h).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -41,11 +42,7 @@
 #define CHILD_BAD_PATTERN	3	/* parent's pattern missing before write */
 #define CHILD_BAD_READBACK	4	/* child's own write did not stick */
 
-static struct param params[] = {
-	{ "procs",       1000, 1, 1000000 },
-	{ "touch",         16, 0,   65536 },
-	{ "concurrency",    4, 1,    1024 },
-};
+static struct param params[] = PARAM_TABLE;
 
 static void print_usage(FILE *f)
 {
@@ -83,20 +80,61 @@ static int child_work(uint32_t *region, size_t words_per_page,
 	return 0;
 }
 
+struct run {
+	uint32_t *region;
+	size_t words_per_page;
+	unsigned long npages;
+	unsigned long ops, errors, fork_errors;
+};
+
+static pid_t start_child(unsigned long i, void *arg)
+{
+	const struct run *run = arg;
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(child_work(run->region, run->words_per_page,
+				 run->npages, i));
+	return pid;
+}
+
+static void fork_failed(unsigned long i, int err, void *arg)
+{
+	struct run *run = arg;
+
+	(void)i;
+	if (!run->fork_errors)
+		fprintf(stderr, "forkstorm: fork: %s\n", strerror(err));
+	run->fork_errors++;
+}
+
+/* Every child reaped is a fork done; a failed one is an error too. */
+static int reaped(pid_t pid, int status, void *arg)
+{
+	struct run *run = arg;
+
+	run->ops++;
+	run->errors += child_failed("forkstorm", pid, status);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
-	unsigned long procs, npages, concurrency, i, alive = 0;
-	unsigned long ops = 0, errors = 0, fork_errors = 0;
+	unsigned long procs, npages, concurrency, i;
+	struct run run = { 0 };
+	struct stream stream = {
+		.start = start_child, .start_failed = fork_failed,
+		.reaped = reaped, .arg = &run,
+	};
 	uint32_t *region = NULL;
 	size_t page_size, words_per_page;
 	long long t0, t1;
-	int r;
 
 	parse_params("forkstorm", params, ARRAY_SIZE(params), argc, argv,
 		     print_usage, NULL);
-	procs = params[0].value;
-	npages = params[1].value;
-	concurrency = params[2].value;
+	procs = params[PARAM_PROCS].value;
+	npages = params[PARAM_TOUCH].value;
+	concurrency = params[PARAM_CONCURRENCY].value;
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
 	words_per_page = page_size / sizeof(uint32_t);
 
@@ -114,54 +152,30 @@ int main(int argc, char **argv)
 		for (i = 0; i < npages; i++)
 			region[i * words_per_page] = parent_word(i);
 	}
+	run.region = region;
+	run.words_per_page = words_per_page;
+	run.npages = npages;
+	stream.total = procs;
+	stream.concurrency = concurrency;
 	fflush(NULL);	/* children must not inherit buffered output */
 
 	t0 = now_ns();
-	for (i = 0; i < procs; i++) {
-		pid_t pid;
-
-		while (alive >= concurrency) {
-			r = reap_one("forkstorm");
-			if (r < 0) {	/* no children left: cannot happen */
-				alive = 0;
-				break;
-			}
-			alive--;
-			ops++;
-			errors += r;
-		}
-		pid = fork();
-		if (pid == 0)
-			_exit(child_work(region, words_per_page, npages, i));
-		if (pid < 0) {
-			if (!fork_errors)
-				fprintf(stderr, "forkstorm: fork: %s\n",
-					strerror(errno));
-			fork_errors++;
-			continue;
-		}
-		alive++;
-	}
-	while (alive && (r = reap_one("forkstorm")) >= 0) {
-		alive--;
-		ops++;
-		errors += r;
-	}
+	run_stream(&stream);
 	t1 = now_ns();
 
 	for (i = 0; i < npages; i++) {
 		if (region[i * words_per_page] != parent_word(i)) {
 			fprintf(stderr, "forkstorm: parent page %lu changed\n", i);
-			errors++;
+			run.errors++;
 			break;
 		}
 	}
-	errors += fork_errors;
+	run.errors += run.fork_errors;
 
 	printf("{\"workload\":\"forkstorm\",\"unit\":\"fork\",");
 	printf("\"ops\":%lu,\"errors\":%lu,\"elapsed_ns\":%lld,",
-	       ops, errors, t1 - t0);
+	       run.ops, run.errors, t1 - t0);
 	printf("\"params\":{\"procs\":%lu,\"touch\":%lu,\"concurrency\":%lu}}\n",
 	       procs, npages, concurrency);
-	return errors ? 1 : 0;
+	return run.errors ? 1 : 0;
 }

@@ -12,10 +12,11 @@
  * context switches between mms.
  *
  * Usage: mmapchurn [--procs P] [--threads T] [--iters N] [--pages K]
- *   --procs P      processes (1..64, default 2)
- *   --threads T    threads per process, all churning (1..64, default 2)
- *   --iters N      map/unmap iterations per thread (1..1000000, default 1000)
- *   --pages K      pages per mapping (1..1024, default 8)
+ *   --procs P      processes
+ *   --threads T    threads per process, all churning
+ *   --iters N      map/unmap iterations per thread
+ *   --pages K      pages per mapping
+ * (defaults and bounds: mmapchurn.toml)
  *
  * Self-check: every thread writes a pattern derived from (process, thread,
  * iteration, page) and checks it after the mprotect, before the munmap, so a
@@ -30,8 +31,8 @@
  *    "pages":8}}
  * (on one line); ops counts successful munmaps (procs * threads * iters when
  * all is well). Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
- * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra mmapchurn.c
- * (glibc 2.34 and later has pthreads in libc: no -pthread needed).
+ * Built static for i386 by lab/guest/image.py (see workload.h); glibc 2.34
+ * and later has pthreads in libc: no -pthread needed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -49,16 +50,11 @@
 
 #define CHILD_FAILED		3	/* errors, see record */
 
-#define MAX_PROCS		64
-#define MAX_THREADS		64
+#define MAX_PROCS		PARAM_PROCS_MAX
+#define MAX_THREADS		PARAM_THREADS_MAX
 #define THREAD_STACK		(256 * 1024)
 
-static struct param params[] = {
-	{ "procs",      2, 1,  MAX_PROCS },
-	{ "threads",    2, 1,  MAX_THREADS },
-	{ "iters",   1000, 1,  1000000 },
-	{ "pages",      8, 1,  1024 },
-};
+static struct param params[] = PARAM_TABLE;
 
 /* What each process sends the parent: one write, atomic on a pipe. */
 struct result {
@@ -140,10 +136,17 @@ static void *churn(void *arg)
 	return NULL;
 }
 
+struct run {
+	unsigned long threads, iters, pages;
+	unsigned long long ops;
+	unsigned long errors;
+};
+
 /* One process: T threads churning, counts sent to the parent. */
-static int child_main(unsigned long proc, unsigned long threads,
-		      unsigned long iters, unsigned long pages, int out)
+static int child_main(unsigned long proc, int out, void *arg)
 {
+	const struct run *run = arg;
+	unsigned long threads = run->threads;
 	struct worker workers[MAX_THREADS];
 	struct result res = { .proc = (uint32_t)proc };
 	pthread_barrier_t start;
@@ -157,7 +160,7 @@ static int child_main(unsigned long proc, unsigned long threads,
 	for (t = 0; t < threads; t++) {
 		workers[t] = (struct worker) {
 			.start = &start, .proc = proc, .thread = t,
-			.iters = iters, .pages = pages,
+			.iters = run->iters, .pages = run->pages,
 			.page_size = (size_t)sysconf(_SC_PAGESIZE),
 		};
 	}
@@ -187,62 +190,49 @@ static int child_main(unsigned long proc, unsigned long threads,
 	return res.errors ? CHILD_FAILED : 0;
 }
 
+static void add_result(const void *rec, void *arg)
+{
+	const struct result *res = rec;
+	struct run *run = arg;
+
+	run->ops += res->ops;
+	run->errors += res->errors;
+}
+
 int main(int argc, char **argv)
 {
-	unsigned long procs, threads, iters, pages, i, errors = 0;
-	unsigned long long ops = 0;
 	unsigned char seen[MAX_PROCS] = { 0 };
 	pid_t pids[MAX_PROCS] = { 0 };
+	struct crew crew = { "mmapchurn", 0, pids, seen, { -1, -1 } };
+	unsigned long procs;
+	struct run run = { 0 };
 	struct result res;
 	long long t0, t1;
-	int fds[2];
-	ssize_t n;
 
 	parse_params("mmapchurn", params, ARRAY_SIZE(params), argc, argv,
 		     print_usage, NULL);
-	procs = params[0].value;
-	threads = params[1].value;
-	iters = params[2].value;
-	pages = params[3].value;
+	procs = params[PARAM_PROCS].value;
+	run.threads = params[PARAM_THREADS].value;
+	run.iters = params[PARAM_ITERS].value;
+	run.pages = params[PARAM_PAGES].value;
+	crew.n = procs;
 
-	if (pipe(fds)) {
+	if (pipe(crew.fds)) {
 		fprintf(stderr, "mmapchurn: pipe: %s\n", strerror(errno));
 		return 1;
 	}
 	fflush(NULL);	/* children must not inherit buffered output */
 
 	t0 = now_ns();
-	for (i = 0; i < procs; i++) {
-		pids[i] = fork();
-		if (pids[i] == 0) {
-			close(fds[0]);
-			_exit(child_main(i, threads, iters, pages, fds[1]));
-		}
-		if (pids[i] < 0) {
-			fprintf(stderr, "mmapchurn: fork: %s\n", strerror(errno));
-			errors++;
-		}
-	}
-	close(fds[1]);	/* EOF once the last child has exited */
-	while ((n = read(fds[0], &res, sizeof(res))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != sizeof(res) || res.proc >= procs || seen[res.proc]) {
-			fprintf(stderr, "mmapchurn: bad record from a child\n");
-			errors++;
-			break;
-		}
-		seen[res.proc] = 1;
-		ops += res.ops;
-		errors += res.errors;
-	}
-	errors += reap_all("mmapchurn", pids, procs, seen, CHILD_FAILED);
+	run.errors += crew_fork(&crew, child_main, &run);
+	run.errors += crew_collect(&crew, &res, sizeof(res), add_result, &run,
+				   CHILD_FAILED, 0, 0);
 	t1 = now_ns();
 
 	printf("{\"workload\":\"mmapchurn\",\"unit\":\"munmap\",");
 	printf("\"ops\":%llu,\"errors\":%lu,\"elapsed_ns\":%lld,",
-	       ops, errors, t1 - t0);
+	       run.ops, run.errors, t1 - t0);
 	printf("\"params\":{\"procs\":%lu,\"threads\":%lu,\"iters\":%lu,\"pages\":%lu}}\n",
-	       procs, threads, iters, pages);
-	return errors ? 1 : 0;
+	       procs, run.threads, run.iters, run.pages);
+	return run.errors ? 1 : 0;
 }

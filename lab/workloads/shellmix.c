@@ -14,9 +14,9 @@
  *
  * Usage: shellmix [--files F] [--scripts S] [--concurrency C]
  *                 [--shell PATH] [--dir PATH]
- *   --files F          files in the tree (1..2000, default 50)
- *   --scripts S        scripts to run, the unit of work (1..100000, default 8)
- *   --concurrency C    most scripts running at once (1..64, default 4)
+ *   --files F          files in the tree
+ *   --scripts S        scripts to run, the unit of work
+ *   --concurrency C    most scripts running at once
  *   --shell PATH       the shell (default /bin/sh)
  *   --dir PATH         where the tree is made (default /tmp)
  * --shell and --dir are not workload parameters: the lab always uses their
@@ -43,7 +43,7 @@
  * (on one line); ops counts scripts run and reaped (a failed one is also an
  * error). Only the scripts are timed, not building or removing the tree.
  * Exit 0 if errors == 0, 1 otherwise, 2 on bad arguments.
- * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra shellmix.c
+ * Built static for i386 by lab/guest/image.py (see workload.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,13 +61,9 @@
 
 #define NDIRS			5
 #define NWORDS			10
-#define MAX_CONCURRENCY		64
+#define MAX_CONCURRENCY		PARAM_CONCURRENCY_MAX
 
-static struct param params[] = {
-	{ "files",        50, 1,    2000 },
-	{ "scripts",       8, 1,  100000 },
-	{ "concurrency",   4, 1,  MAX_CONCURRENCY },
-};
+static struct param params[] = PARAM_TABLE;
 
 /* Options that are paths, not spec parameters. */
 static const char *shell = "/bin/sh";
@@ -271,23 +267,84 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
+/* The scripts running, by slot: which pid runs which script. */
+struct run {
+	pid_t running[MAX_CONCURRENCY];
+	long script_of[MAX_CONCURRENCY];
+	long ops, errors, reported;
+	struct expect ex;
+};
+
+static pid_t start_child(unsigned long i, void *arg)
+{
+	struct run *run = arg;
+	long slot;
+	pid_t pid;
+
+	for (slot = 0; run->running[slot]; slot++)
+		;
+	pid = start_script((long)i);
+	if (pid > 0) {
+		run->running[slot] = pid;
+		run->script_of[slot] = (long)i;
+	}
+	return pid;
+}
+
+/* A script that could not start is an error, and not a script run. */
+static void fork_failed(unsigned long i, int err, void *arg)
+{
+	struct run *run = arg;
+
+	(void)i;
+	if (run->reported++ < 3)
+		fprintf(stderr, "shellmix: fork: %s\n", strerror(err));
+	run->errors++;
+}
+
+static int reaped(pid_t pid, int status, void *arg)
+{
+	struct run *run = arg;
+	long slot;
+
+	for (slot = 0; slot < MAX_CONCURRENCY && run->running[slot] != pid;
+	     slot++)
+		;
+	if (slot == MAX_CONCURRENCY)
+		return 0;
+	run->running[slot] = 0;
+	run->ops++;
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		if (run->reported++ < 3)
+			fprintf(stderr, "shellmix: script %ld: %s %d\n",
+				run->script_of[slot],
+				WIFEXITED(status) ? "exit status" : "signal",
+				WIFEXITED(status) ? WEXITSTATUS(status) :
+				WTERMSIG(status));
+		run->errors++;
+		return 1;
+	}
+	if (check_script(run->script_of[slot], &run->ex))
+		run->errors++;
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
-	long files, scripts, concurrency, next = 0, ops = 0, errors = 0;
-	pid_t running[MAX_CONCURRENCY] = { 0 };
-	long script_of[MAX_CONCURRENCY];
+	static struct run run;
+	struct stream stream = {
+		.start = start_child, .start_failed = fork_failed,
+		.reaped = reaped, .arg = &run,
+	};
+	long files, scripts, concurrency;
 	char tree[PATH_MAX], cwd[PATH_MAX];
-	long alive = 0, slot, reported = 0;
-	struct expect ex;
 	long long t0, t1;
-	int status;
-	pid_t pid;
 
 	parse_params("shellmix", params, ARRAY_SIZE(params), argc, argv,
 		     print_usage, path_option);
-	files = params[0].value;
-	scripts = params[1].value;
-	concurrency = params[2].value;
+	files = params[PARAM_FILES].value;
+	scripts = params[PARAM_SCRIPTS].value;
+	concurrency = params[PARAM_CONCURRENCY].value;
 
 	if (access(shell, X_OK)) {
 		fprintf(stderr, "shellmix: shell %s: %s\n", shell, strerror(errno));
@@ -300,7 +357,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shellmix: %s: %s\n", tree, strerror(errno));
 		return 1;
 	}
-	if (make_tree(files, &ex)) {
+	if (make_tree(files, &run.ex)) {
 		fprintf(stderr, "shellmix: writing the tree in %s: %s\n", tree,
 			strerror(errno));
 		remove_tree(files, 0);
@@ -310,67 +367,26 @@ int main(int argc, char **argv)
 	}
 	fflush(NULL);	/* children must not inherit buffered output */
 
+	stream.total = (unsigned long)scripts;
+	stream.concurrency = (unsigned long)concurrency;
 	t0 = now_ns();
-	while (next < scripts || alive) {
-		if (next < scripts && alive < concurrency) {
-			for (slot = 0; running[slot]; slot++)
-				;
-			pid = start_script(next);
-			if (pid < 0) {
-				if (reported++ < 3)
-					fprintf(stderr, "shellmix: fork: %s\n",
-						strerror(errno));
-				errors++;
-				next++;
-				continue;
-			}
-			running[slot] = pid;
-			script_of[slot] = next++;
-			alive++;
-			continue;
-		}
-		pid = waitpid(-1, &status, 0);
-		if (pid < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (slot = 0; slot < concurrency && running[slot] != pid; slot++)
-			;
-		if (slot == concurrency)
-			continue;
-		running[slot] = 0;
-		alive--;
-		ops++;
-		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-			if (reported++ < 3)
-				fprintf(stderr, "shellmix: script %ld: %s %d\n",
-					script_of[slot],
-					WIFEXITED(status) ? "exit status" : "signal",
-					WIFEXITED(status) ? WEXITSTATUS(status) :
-					WTERMSIG(status));
-			errors++;
-			continue;
-		}
-		if (check_script(script_of[slot], &ex))
-			errors++;
-	}
+	run_stream(&stream);
 	t1 = now_ns();
 
 	remove_tree(files, scripts);
 	if (chdir(cwd) || rmdir(tree)) {
 		fprintf(stderr, "shellmix: cannot remove %s: %s\n", tree,
 			strerror(errno));
-		errors++;
+		run.errors++;
 	}
 
 	printf("{\"workload\":\"shellmix\",\"unit\":\"script\",");
 	printf("\"ops\":%ld,\"errors\":%ld,\"elapsed_ns\":%lld,",
-	       ops, errors, t1 - t0);
+	       run.ops, run.errors, t1 - t0);
 	printf("\"params\":{\"files\":%ld,\"scripts\":%ld,\"concurrency\":%ld},",
 	       files, scripts, concurrency);
 	printf("\"shell\":");
 	json_string(shell);
 	printf("}\n");
-	return errors ? 1 : 0;
+	return run.errors ? 1 : 0;
 }

@@ -14,12 +14,12 @@
  * Debian 686-pae default) each touch would map a 2 MiB page and no PTE page.
  *
  * Usage: taskpile [--tasks N] [--step S] [--span_mib M] [--min_lowfree_mib F]
- *   --tasks N            most tasks, the unit of work (1..4096, default 64)
- *   --step S             tasks added between samples (1..4096, default 8)
+ *   --tasks N            most tasks, the unit of work
+ *   --step S             tasks added between samples
  *   --span_mib M         MiB each task maps; it writes one page per 2 MiB
- *                        (2..2048, default 256)
- *   --min_lowfree_mib F  free lowmem floor (0..65536, default 64): no step
- *                        is started that would take free lowmem below it
+ *   --min_lowfree_mib F  free lowmem floor: no step is started that would
+ *                        take free lowmem below it
+ * (defaults and bounds: taskpile.toml)
  *
  * A sample holds PageTables, LowFree and HighFree from /proc/meminfo and
  * LowPcp and HighPcp, the pages on the per-CPU free lists from the pagesets
@@ -63,7 +63,8 @@
  *    "HighFree_kB":7600000,"LowPcp_kB":9000,"HighPcp_kB":40000},...]}
  * (on one line); ops is the most tasks alive at once. Exit 0 if errors == 0,
  * 1 otherwise, 2 on bad arguments.
- * Built static for i386: gcc -m32 -static -O2 -Wall -Wextra taskpile.c
+ * Built static for i386 by lab/guest/image.py from the files taskpile.toml
+ * lists (see taskpile.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,38 +80,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "workload.h"
+#include "taskpile.h"
 
-#define TASK_BAD_DATA		3	/* a touched page lost its pattern */
-#define TASK_MMAP_FAILED	4
-#define TASK_PIPE_FAILED	5
-
-#define MIB			(1024UL * 1024UL)
-#define BLOCK			(2 * MIB)	/* one PTE page maps 2 MiB (PAE) */
 #define KERNEL_KB_PER_TASK	64	/* first-step guess: stack, mm, pgd, pmds */
-
-/* Ready records: task index << 8 | status. */
-#define ST_READY		'R'
-#define ST_MMAP_FAILED		'M'
-#define ST_BAD_DATA		'V'
 
 enum task_state { T_PENDING, T_READY, T_FAILED, T_GONE };
 
-static struct param params[] = {
-	{ "tasks",             64, 1,  4096 },
-	{ "step",               8, 1,  4096 },
-	{ "span_mib",         256, 2,  2048 },
-	{ "min_lowfree_mib",   64, 0, 65536 },
-};
-
-struct sample {
-	unsigned long tasks;
-	long page_tables_kb;
-	long low_free_kb;
-	long high_free_kb;
-	long low_pcp_kb;	/* free pages on per-CPU lists, not in LowFree */
-	long high_pcp_kb;
-};
+static struct param params[] = PARAM_TABLE;
 
 struct pile {
 	pid_t *pid;
@@ -128,156 +104,6 @@ struct pile {
 static void print_usage(FILE *f)
 {
 	fprintf(f, "usage: taskpile [--tasks N] [--step S] [--span_mib M] [--min_lowfree_mib F]\n");
-}
-
-/* "Key:   123 kB" from a meminfo buffer, or -1 when the key is absent. */
-static long meminfo_kb(const char *buf, const char *key)
-{
-	size_t len = strlen(key);
-	const char *p = buf;
-
-	while (p && *p) {
-		if (!strncmp(p, key, len) && p[len] == ':')
-			return strtol(p + len + 1, NULL, 10);
-		p = strchr(p, '\n');
-		if (p)
-			p++;
-	}
-	return -1;
-}
-
-/*
- * Pages on the per-CPU free lists, by zone, from /proc/zoneinfo: the "count:"
- * lines of each zone's pagesets. NR_FREE_PAGES (LowFree, HighFree) leaves
- * these out, and they can be large (in the 8 GiB guest a CPU keeps up to
- * ~21 MiB of lowmem and ~45 MiB of highmem there), so a page table freed to
- * or allocated from them does not move LowFree.
- */
-static int read_pcp(struct sample *s, int have_lowfree)
-{
-	char line[256], zone[32] = "";
-	FILE *f = fopen("/proc/zoneinfo", "r");
-	long pages_low = 0, pages_high = 0, n;
-	int high;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "Node %*d, zone %31s", zone) == 1)
-			continue;
-		if (sscanf(line, " count: %ld", &n) != 1)
-			continue;
-		high = have_lowfree && (!strcmp(zone, "HighMem") ||
-					!strcmp(zone, "Movable"));
-		if (high)
-			pages_high += n;
-		else
-			pages_low += n;
-	}
-	fclose(f);
-	n = sysconf(_SC_PAGESIZE) / 1024;
-	s->low_pcp_kb = pages_low * n;
-	s->high_pcp_kb = pages_high * n;
-	return 0;
-}
-
-/*
- * Fill a sample from /proc/meminfo and /proc/zoneinfo; returns -1 if they
- * cannot be read.
- */
-static int read_memory(struct sample *s, int *have_lowfree)
-{
-	char buf[8192];
-	ssize_t n, len = 0;
-	int fd = open("/proc/meminfo", O_RDONLY);
-
-	if (fd < 0)
-		return -1;
-	while ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += n;
-	close(fd);
-	buf[len] = '\0';
-	s->page_tables_kb = meminfo_kb(buf, "PageTables");
-	s->low_free_kb = meminfo_kb(buf, "LowFree");
-	s->high_free_kb = meminfo_kb(buf, "HighFree");
-	*have_lowfree = s->low_free_kb >= 0;
-	if (!*have_lowfree) {		/* no CONFIG_HIGHMEM */
-		s->low_free_kb = meminfo_kb(buf, "MemFree");
-		s->high_free_kb = 0;
-	}
-	if (s->page_tables_kb < 0 || s->low_free_kb < 0)
-		return -1;
-	return read_pcp(s, *have_lowfree);
-}
-
-/* Lowmem not in use: free in the buddy allocator or on per-CPU lists. */
-static inline long low_avail_kb(const struct sample *s)
-{
-	return s->low_free_kb + s->low_pcp_kb;
-}
-
-/* Never zero, and different for every (task, block). */
-static inline uint32_t pattern(unsigned long task, unsigned long block)
-{
-	return ((uint32_t)(task + 1) * 0x9e3779b1u ^ (uint32_t)block << 1) | 1u;
-}
-
-static int check_blocks(const uint32_t *span, unsigned long task,
-			unsigned long blocks)
-{
-	size_t stride = BLOCK / sizeof(uint32_t);
-	unsigned long b;
-
-	for (b = 0; b < blocks; b++)
-		if (span[b * stride] != pattern(task, b))
-			return -1;
-	return 0;
-}
-
-static void send_status(int fd, unsigned long task, int status)
-{
-	uint32_t rec = (uint32_t)task << 8 | (uint32_t)status;
-
-	if (write(fd, &rec, sizeof(rec)) != sizeof(rec))
-		_exit(TASK_PIPE_FAILED);
-}
-
-/* Runs in each task: map, touch one page per 2 MiB, report, sleep, check. */
-static _Noreturn void task_main(unsigned long task, unsigned long span_mib,
-				int ready_w, int release_r)
-{
-	unsigned long blocks = (span_mib * MIB + BLOCK - 1) / BLOCK, b;
-	size_t stride = BLOCK / sizeof(uint32_t);
-	uint32_t *span;
-	int status = ST_READY;
-	char c;
-	void *p;
-
-	p = mmap(NULL, span_mib * MIB, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		send_status(ready_w, task, ST_MMAP_FAILED);
-		_exit(TASK_MMAP_FAILED);
-	}
-	/* The status byte's high bit says MADV_NOHUGEPAGE was accepted. */
-	if (!madvise(p, span_mib * MIB, MADV_NOHUGEPAGE))
-		status |= 0x80;
-	span = p;
-	for (b = 0; b < blocks; b++)
-		span[b * stride] = pattern(task, b);
-	barrier();
-	if (check_blocks(span, task, blocks)) {
-		send_status(ready_w, task, ST_BAD_DATA);
-		_exit(TASK_BAD_DATA);
-	}
-	send_status(ready_w, task, status);
-
-	/* Sleep until the parent closes the release pipe (EOF). */
-	while (read(release_r, &c, 1) != 0)
-		if (errno != EINTR)
-			break;
-	barrier();
-	_exit(check_blocks(span, task, blocks) ? TASK_BAD_DATA : 0);
 }
 
 static unsigned long find_task(const struct pile *pl, pid_t pid)
@@ -418,13 +244,13 @@ static void print_report(const struct pile *pl, unsigned long ops,
 	printf("\"ops\":%lu,\"errors\":%lu,\"elapsed_ns\":%lld,",
 	       ops, pl->errors, elapsed);
 	printf("\"params\":{\"tasks\":%ld,\"step\":%ld,\"span_mib\":%ld,\"min_lowfree_mib\":%ld},",
-	       params[0].value, params[1].value, params[2].value,
-	       params[3].value);
+	       params[PARAM_TASKS].value, params[PARAM_STEP].value,
+	       params[PARAM_SPAN_MIB].value, params[PARAM_MIN_LOWFREE_MIB].value);
 	printf("\"stopped_because\":\"%s\",\"oom_killed\":%lu,", why,
 	       pl->oom_killed);
 	printf("\"low_source\":\"%s\",\"pte_pages_per_task\":%lu,",
 	       have_lowfree ? "LowFree" : "MemFree",
-	       (params[2].value * MIB + BLOCK - 1) / BLOCK);
+	       (params[PARAM_SPAN_MIB].value * MIB + BLOCK - 1) / BLOCK);
 	printf("\"nohugepage\":%s,\"samples\":[", pl->nohuge ? "true" : "false");
 	for (i = 0; i < nsamples; i++)
 		printf("%s{\"tasks\":%lu,\"PageTables_kB\":%ld,\"LowFree_kB\":%ld,\"HighFree_kB\":%ld,\"LowPcp_kB\":%ld,\"HighPcp_kB\":%ld}",
@@ -449,10 +275,10 @@ int main(int argc, char **argv)
 
 	parse_params("taskpile", params, ARRAY_SIZE(params), argc, argv,
 		     print_usage, NULL);
-	max_tasks = params[0].value;
-	step = params[1].value;
-	span_mib = params[2].value;
-	floor_kb = params[3].value * 1024UL;
+	max_tasks = params[PARAM_TASKS].value;
+	step = params[PARAM_STEP].value;
+	span_mib = params[PARAM_SPAN_MIB].value;
+	floor_kb = params[PARAM_MIN_LOWFREE_MIB].value * 1024UL;
 	/* First-step guess: every PTE page in lowmem (page size from sysconf). */
 	per_task_kb = (long)((span_mib * MIB + BLOCK - 1) / BLOCK *
 			     (sysconf(_SC_PAGESIZE) / 1024)) + KERNEL_KB_PER_TASK;

@@ -5,19 +5,28 @@
  * One argument parser and one clock for every workload, so that bounds,
  * --help, error messages and exit codes behave the same in all of them (the
  * lab and the host tests rely on "PROG: ..." messages and exit 2 on bad
- * input), and elapsed_ns means the same thing in every report. Also the
- * child-reaping loops the fork-based workloads have in common.
+ * input), and elapsed_ns means the same thing in every report. Also the two
+ * ways the fork-based workloads run children: a crew of N processes that each
+ * send the parent one record (faultstorm, mmapchurn, ptstress), and a stream
+ * of short-lived children with at most C alive at once (forkstorm, execstorm,
+ * shellmix).
  *
- * Each program keeps its own "static struct param params[]" table in its .c
- * file (the host tests read that table and compare it with the TOML spec),
+ * A program's parameters, their defaults and bounds live in NAME.toml only:
+ * the image builder (lab/guest/image.py) generates workload-params.h from it
+ * (PARAM_<NAME> indices, PARAM_<NAME>_{DEFAULT,MIN,MAX} and PARAM_TABLE), puts
+ * it on the include path, and each program declares
+ *   static struct param params[] = PARAM_TABLE;
  * then calls parse_params() on it. Everything here is static inline, so a
- * program is still built from its one .c file:
- *   gcc -m32 -static -O2 -Wall -Wextra PROG.c
+ * program is built from its own .c files only:
+ *   gcc -m32 -static -O2 -Wall -Wextra -I GENERATED_DIR PROG.c ...
  */
 #ifndef LAB_WORKLOAD_H
 #define LAB_WORKLOAD_H
 
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +34,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <workload-params.h>	/* generated from NAME.toml: -I only */
 
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 
@@ -121,20 +132,13 @@ static inline void barrier(void)
 }
 
 /*
- * Reap any one child; returns 1 if it failed, 0 if it exited 0, -1 if there
- * is none. Only the first few failures are reported, as "PROG: child ...".
+ * Whether a child's wait status is a failure (1) or a clean exit 0 (0). Only
+ * the first few failures are reported, as "PROG: child PID ...".
  */
-static inline int reap_one(const char *prog)
+static inline int child_failed(const char *prog, pid_t pid, int status)
 {
 	static unsigned int reported;
-	int status;
-	pid_t pid;
 
-	do {
-		pid = waitpid(-1, &status, 0);
-	} while (pid < 0 && errno == EINTR);
-	if (pid < 0)
-		return -1;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (reported++ >= 3)
@@ -148,6 +152,50 @@ static inline int reap_one(const char *prog)
 		fprintf(stderr, "%s: child %d killed by signal %d\n", prog,
 			(int)pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	return 1;
+}
+
+/*
+ * A stream of @total children, at most @concurrency alive at once: the next
+ * one starts as soon as there is room, else the parent waits for one to end.
+ * Keeps the vCPUs busy with fork/exec/exit without letting a fork bomb grow.
+ */
+struct stream {
+	unsigned long total;
+	unsigned long concurrency;
+	/* Fork child @i; its pid, or -1 with errno set if fork failed. */
+	pid_t (*start)(unsigned long i, void *arg);
+	/* fork failed for child @i (@err: its errno); it is not retried. */
+	void (*start_failed)(unsigned long i, int err, void *arg);
+	/* A child exited; 0 if @pid was not one of ours (not counted alive). */
+	int (*reaped)(pid_t pid, int status, void *arg);
+	void *arg;
+};
+
+static inline void run_stream(const struct stream *s)
+{
+	unsigned long next = 0, alive = 0;
+	int status;
+	pid_t pid;
+
+	while (next < s->total || alive) {
+		if (next < s->total && alive < s->concurrency) {
+			pid = s->start(next, s->arg);
+			if (pid < 0)
+				s->start_failed(next, errno, s->arg);
+			else
+				alive++;
+			next++;
+			continue;
+		}
+		pid = waitpid(-1, &status, 0);
+		if (pid < 0) {
+			if (errno != EINTR)
+				alive = 0;	/* no children left: cannot happen */
+			continue;
+		}
+		if (s->reaped(pid, status, s->arg))
+			alive--;
+	}
 }
 
 /*
@@ -193,6 +241,113 @@ static inline unsigned long reap_all(const char *prog, const pid_t *pids,
 				seen[i] ? "" : " without sending its counts");
 	}
 	return errors;
+}
+
+/*
+ * A crew: @n processes forked at once, each sending the parent one record of
+ * a fixed size over a shared pipe (a single write, atomic below PIPE_BUF)
+ * whose first member is a uint32_t naming its sender 0..n-1. The parent adds
+ * up the records as they come and then reaps the crew; a process that dies,
+ * sends nothing or sends garbage is an error, whatever the others did.
+ */
+struct crew {
+	const char *prog;
+	unsigned long n;
+	pid_t *pids;		/* [n]; <= 0: never started */
+	unsigned char *seen;	/* [n], zeroed; a record came from it */
+	int fds[2];		/* the caller's pipe; fds[1]: the children's end */
+};
+
+/*
+ * Fork the crew: process i runs body(i, fd, arg), fd being its end of the
+ * pipe, and exits with what it returns. Returns the forks that failed.
+ */
+static inline unsigned long crew_fork(struct crew *c,
+				      int (*body)(unsigned long i, int out,
+						  void *arg),
+				      void *arg)
+{
+	unsigned long i, errors = 0;
+
+	for (i = 0; i < c->n; i++) {
+		c->pids[i] = fork();
+		if (c->pids[i] == 0) {
+			close(c->fds[0]);
+			_exit(body(i, c->fds[1], arg));
+		}
+		if (c->pids[i] < 0) {
+			fprintf(stderr, "%s: fork: %s\n", c->prog,
+				strerror(errno));
+			errors++;
+		}
+	}
+	close(c->fds[1]);	/* EOF once the last child has exited */
+	return errors;
+}
+
+/*
+ * Read the crew's records into @rec (@size bytes each), passing each to
+ * add(rec, arg), until every process has closed the pipe; then reap them
+ * (reap_all(), @recorded_failure as there). Returns the errors.
+ *
+ * With @deadline (CLOCK_MONOTONIC ns, 0: none), processes that have sent
+ * nothing @grace ns after it are killed, and the records get 10 s more.
+ */
+static inline unsigned long crew_collect(struct crew *c, void *rec,
+					 size_t size,
+					 void (*add)(const void *rec,
+						     void *arg),
+					 void *arg, int recorded_failure,
+					 long long deadline, long long grace)
+{
+	struct pollfd pfd = { .fd = c->fds[0], .events = POLLIN };
+	unsigned long errors = 0, i;
+	long long left;
+	int killed = 0;
+	uint32_t proc = 0;
+	ssize_t n;
+
+	for (;;) {
+		if (deadline) {
+			left = deadline + grace - now_ns();
+			if (left <= 0 && !killed) {
+				for (i = 0; i < c->n; i++) {
+					if (c->pids[i] > 0 && !c->seen[i]) {
+						fprintf(stderr, "%s: process %lu still running %lld s after the deadline: killed\n",
+							c->prog, i,
+							grace / 1000000000LL);
+						kill(c->pids[i], SIGKILL);
+					}
+				}
+				killed = 1;
+			}
+			if (killed)
+				left = 10000000000LL;	/* 10 s for the records */
+			n = poll(&pfd, 1, (int)(left / 1000000 + 1));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n == 0 && killed)
+				break;
+			if (n <= 0)
+				continue;
+		}
+		n = read(c->fds[0], rec, size);
+		if (n == 0)
+			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == (ssize_t)size)
+			memcpy(&proc, rec, sizeof(proc));
+		if (n != (ssize_t)size || proc >= c->n || c->seen[proc]) {
+			fprintf(stderr, "%s: bad record from a child\n", c->prog);
+			errors++;
+			break;
+		}
+		c->seen[proc] = 1;
+		add(rec, arg);
+	}
+	return errors + reap_all(c->prog, c->pids, c->n, c->seen,
+				 recorded_failure);
 }
 
 /*

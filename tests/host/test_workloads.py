@@ -1,7 +1,12 @@
-"""Workload registry, parameter checks, report parsing, and forkstorm built and run on the host."""
+"""Workload registry, parameter checks, report parsing, and forkstorm built and run on the host.
+
+Bounds and defaults are read from the spec (forkstorm.toml), never typed here: the spec is the
+one place they live (tests/host/test_workloads_suite.py checks the README documents the same).
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError, UsageError
+from lab.guest.image import compile_program, workload_program
 from lab.workloads import (
     _discover,
     list_workloads,
@@ -27,9 +33,8 @@ def forkstorm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gcc = shutil.which("gcc")
     assert gcc, "gcc not found: install gcc and gcc-multilib (declared requirements)"
     out = tmp_path_factory.mktemp("bin") / "forkstorm"
-    src = load_workload("forkstorm").source
-    proc = subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True)
-    assert proc.returncode == 0, f"gcc -m32 -static failed (gcc-multilib missing?):\n{proc.stderr}"
+    warnings = compile_program(workload_program("forkstorm"), out, CFLAGS, gcc=gcc)
+    assert warnings == "", warnings
     header = out.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and header[4] == 1, "not a 32-bit ELF"
     assert int.from_bytes(header[18:20], "little") == 3, "not i386 (EM_386)"
@@ -49,11 +54,10 @@ def test_forkstorm_spec_loads() -> None:
     assert spec.unit == "fork"
     assert spec.stresses and spec.self_check and spec.description
     assert list(spec.params) == ["procs", "touch", "concurrency"]
-    procs = spec.params["procs"]
-    assert (procs.default, procs.min, procs.max) == (1000, 1, 1_000_000)
-    assert (spec.params["touch"].min, spec.params["touch"].max) == (0, 65536)
-    assert spec.params["concurrency"].default == 4
+    assert all(p.min <= p.default <= p.max for p in spec.params.values())
+    assert spec.params["touch"].min == 0, "touch=0: fork without a pre-faulted region"
     assert spec.source.name == "forkstorm.c" and spec.source.is_file()
+    assert spec.sources == (spec.source,), "one file unless the spec lists 'sources'"
     assert workload_sources()["forkstorm"] == spec.source
 
 
@@ -78,24 +82,97 @@ def test_spec_default_out_of_bounds_is_an_error(tmp_path: Path) -> None:
         _discover(tmp_path)
 
 
+SPEC = 'description = "d"\nunit = "op"\nstresses = "s"\nself_check = "c"\n'
+PARAM = '[params.n]\ndefault = 1\nmin = 1\nmax = 4\nhelp = "h"\n'
+
+
+def _workload(tmp_path: Path, name: str, sources: str | None, files: list[str]) -> None:
+    for f in files:
+        (tmp_path / f).write_text("")
+    extra = f"sources = {sources}\n" if sources is not None else ""
+    (tmp_path / f"{name}.toml").write_text(extra + SPEC + PARAM)
+
+
+def test_multi_file_workload(tmp_path: Path) -> None:
+    _workload(tmp_path, "w", '["w.c", "w-part.c", "w-io.c"]', ["w.c", "w-part.c", "w-io.c"])
+    spec = _discover(tmp_path)["w"]
+    assert [s.name for s in spec.sources] == ["w.c", "w-part.c", "w-io.c"]
+    assert spec.source == tmp_path / "w.c"
+
+
+@pytest.mark.parametrize(
+    ("sources", "files", "needle"),
+    [
+        ('["w-part.c", "w.c"]', ["w.c", "w-part.c"], r"must start with w\.c"),
+        ('["w.c", "w-part.c"]', ["w.c"], r"'w-part\.c' is missing"),
+        ('["w.c", "other.c"]', ["w.c", "other.c"], r"'other\.c' must be named w-PART\.c"),
+        ('["w.c", "../w-x.c"]', ["w.c"], r"must be named w-PART\.c"),
+        ('["w.c", "w.c"]', ["w.c"], "lists a file twice"),
+        ('"w.c"', ["w.c"], "must be a list"),
+        (None, ["w.c", "w-part.c"], r"w-part\.c belong to no workload"),
+    ],
+)
+def test_bad_sources_are_errors(tmp_path: Path, sources: str | None, files: list[str],
+                                needle: str) -> None:
+    _workload(tmp_path, "w", sources, files)
+    with pytest.raises(LabError, match=needle):
+        _discover(tmp_path)
+
+
+def test_params_header_is_the_spec_in_c() -> None:
+    """workload-params.h: indices in argv order, bounds as long literals, one table row each."""
+    spec = load_workload("taskpile")
+    text = spec.params_header()
+    assert "taskpile.toml" in text and "do not edit" in text
+    enum = re.search(r"enum \{(.*?)\};", text, re.S)
+    assert enum, text
+    names = [n.strip() for n in enum.group(1).split(",") if n.strip()]
+    assert names == [f"PARAM_{n.upper()}" for n in spec.params] + ["NR_PARAMS"]
+    for name, p in spec.params.items():
+        up = name.upper()
+        for what, value in (("DEFAULT", p.default), ("MIN", p.min), ("MAX", p.max)):
+            assert re.search(rf"^#define PARAM_{up}_{what}\t{value}L$", text, re.M), (name, what)
+    rows = re.findall(r'\{ "(\w+)", PARAM_(\w+)_DEFAULT, PARAM_\2_MIN, PARAM_\2_MAX \}', text)
+    assert rows == [(n, n.upper()) for n in spec.params]
+
+
+def test_bounds_must_fit_a_32_bit_long(tmp_path: Path) -> None:
+    (tmp_path / "w.c").write_text("")
+    (tmp_path / "w.toml").write_text(
+        SPEC + '[params.n]\ndefault = 1\nmin = 1\nmax = 2147483648\nhelp = "h"\n'
+    )
+    with pytest.raises(LabError, match="do not fit the program's long"):
+        _discover(tmp_path)
+
+
 # --- parameters -----------------------------------------------------------------------------
+
+
+#: forkstorm's parameters as its spec declares them (the bounds below come from here)
+P = load_workload("forkstorm").params
 
 
 def test_resolve_fills_defaults_and_converts() -> None:
     spec = load_workload("forkstorm")
-    assert spec.resolve({}) == {"procs": 1000, "touch": 16, "concurrency": 4}
-    assert spec.resolve({"procs": "50", "touch": 0}) == {"procs": 50, "touch": 0, "concurrency": 4}
+    defaults = {name: p.default for name, p in P.items()}
+    assert spec.resolve({}) == defaults
+    assert spec.resolve({"procs": "50", "touch": 0}) == {**defaults, "procs": 50, "touch": 0}
 
 
 @pytest.mark.parametrize(
     ("overrides", "needles"),
     [
-        ({"procs": -1}, ["procs=-1", "minimum 1"]),
-        ({"procs": 0}, ["procs=0", "minimum 1"]),
-        ({"procs": "1000001"}, ["procs=1000001", "maximum 1000000"]),
-        ({"touch": 65537}, ["touch=65537", "maximum 65536"]),
-        ({"concurrency": "0"}, ["concurrency=0", "minimum 1"]),
-        ({"bogus": 1}, ["'bogus'", "procs 1..1000000", "touch", "concurrency"]),
+        ({"procs": P["procs"].min - 2}, [f"procs={P['procs'].min - 2}",
+                                         f"minimum {P['procs'].min}"]),
+        ({"procs": P["procs"].min - 1}, [f"procs={P['procs'].min - 1}",
+                                         f"minimum {P['procs'].min}"]),
+        ({"procs": str(P["procs"].max + 1)}, [f"procs={P['procs'].max + 1}",
+                                              f"maximum {P['procs'].max}"]),
+        ({"touch": P["touch"].max + 1}, [f"touch={P['touch'].max + 1}",
+                                         f"maximum {P['touch'].max}"]),
+        ({"concurrency": str(P["concurrency"].min - 1)},
+         [f"concurrency={P['concurrency'].min - 1}", f"minimum {P['concurrency'].min}"]),
+        ({"bogus": 1}, ["'bogus'", f"procs {P['procs'].bounds()}", "touch", "concurrency"]),
         ({"procs": "abc"}, ["procs='abc'", "not an integer"]),
         ({"procs": "1.5"}, ["procs='1.5'", "not an integer"]),
         ({"procs": "1e3"}, ["procs='1e3'", "not an integer"]),
@@ -119,13 +196,13 @@ def test_argv() -> None:
         "--procs",
         "50",
         "--touch",
-        "16",
+        str(P["touch"].default),
         "--concurrency",
-        "4",
+        str(P["concurrency"].default),
     ]
     assert spec.argv({})[0] == spec.guest_path == "/workloads/forkstorm"
     with pytest.raises(UsageError, match="concurrency"):
-        spec.argv({"concurrency": 2000})
+        spec.argv({"concurrency": P["concurrency"].max + 1})
 
 
 def test_parse_param_args() -> None:
