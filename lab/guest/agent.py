@@ -124,6 +124,8 @@ class AgentClient:
                     msg = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # line noise from before the agent set raw mode
+                if not isinstance(msg, dict):
+                    continue  # valid JSON but not a reply (e.g. a stray number): noise too
                 if msg.get("id") == rid:
                     if "error" in msg:
                         raise LabError(f"guest agent: {msg['error']}")

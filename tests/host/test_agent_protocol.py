@@ -231,6 +231,8 @@ def test_noise_stale_replies_and_split_lines_are_skipped(guest: FakeGuest) -> No
     guest.answer = lambda req: [
         b"\x1b[0mlab-agent: serving on /dev/ttyS1\r\n",
         b"{not json\n",
+        b"[1]\n",  # valid JSON that is not a reply object
+        b"5\n",
         f'{{"id":{req.rid - 1},"pong":true}}\n'.encode(),
         b"\n",
         run_reply(req.rid, stdout=b"mine\n"),
