@@ -1,6 +1,6 @@
 """Choose TCG or KVM: KVM only when a probe shows that it really runs this guest.
 
-FACTS.md: /dev/kvm exists on the build machines but KVM guests hang or die with "emulation
+docs/FACTS.md: /dev/kvm exists on the build machines but KVM guests hang or die with "emulation
 failure", so the existence of /dev/kvm proves nothing. The probe boots the real kernel and
 image under KVM and waits for the agent; the verdict is cached per (QEMU version, host kernel),
 so it costs one short boot per host set-up, and ``--dry-run`` can show the verdict.

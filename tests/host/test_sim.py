@@ -105,7 +105,7 @@ def test_page_tables_balance():
 
 
 def test_busybox_true_profile_lands_near_facts(tmp_path):
-    """FACTS.md, 300 forks of busybox true: ~57000 vs ~11500 highmem kmaps, ~2000 __pte_alloc,
+    """docs/FACTS.md, 300 forks of busybox true: ~57000 vs ~11500 highmem kmaps, ~2000 __pte_alloc,
     ~7500 flush_tlb_mm_range; icount 0.35 s vs 0.29 s."""
     path = model_variant(tmp_path, child_exec=True, include_driver=False)
     hi, lo = measure("highpte", model_path=path), measure("lowpte", model_path=path)
