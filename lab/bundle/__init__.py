@@ -47,6 +47,7 @@ from .index import (
     BundleInfo,
     ImportResult,
     Limits,
+    NotABundleError,
 )
 from .reading import extracted, verify_bundle
 from .writing import export_bundle, merge_bundles
@@ -58,6 +59,7 @@ __all__ = [
     "Limits",
     "DEFAULT_LIMITS",
     "BundleError",
+    "NotABundleError",
     "BundleInfo",
     "ImportResult",
     "export_bundle",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import LabError
+from ..errors import EXIT_USAGE, LabError
 from ..record import SCHEMA, read_jsonl, record_problem
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "SUFFIX",
     "INDEX",
     "Limits",
+    "NotABundleError",
     "DEFAULT_LIMITS",
     "BundleError",
     "BundleInfo",
@@ -53,7 +54,14 @@ DEFAULT_LIMITS = Limits()
 
 
 class BundleError(LabError):
-    """A bundle that is corrupt, hostile, in conflict with results/, or not a bundle (exit 1)."""
+    """A bundle that is corrupt, hostile or in conflict with results/ (exit 1)."""
+
+
+class NotABundleError(BundleError):
+    """A file that is not a gzipped tar at all: the user named the wrong file (exit 2, like
+    every other bad argument), as opposed to a bundle damaged in transit."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -214,13 +222,13 @@ def _check_index(label: str, hashes: dict[str, tuple[str, int]],
                  keep: dict[str, bytes]) -> dict[str, Any]:
     """bundle.json against the members actually present, and every run's manifest/records."""
     if INDEX not in keep:
-        raise BundleError(f"{label}: not a lab bundle (no bundle.json)")
+        raise NotABundleError(f"{label}: not a lab bundle (no bundle.json)")
     try:
         index = json.loads(keep[INDEX])
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{label}: bundle.json is not JSON ({e})") from None
     if not isinstance(index, dict) or index.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{label}: not a lab bundle (bundle.json format is not "
+        raise NotABundleError(f"{label}: not a lab bundle (bundle.json format is not "
                           f"{BUNDLE_FORMAT!r})")
     schema = index.get("schema")
     if not isinstance(schema, int) or schema < 1:

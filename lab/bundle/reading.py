@@ -31,6 +31,7 @@ from .index import (
     BundleError,
     BundleInfo,
     Limits,
+    NotABundleError,
     _check_index,
     _file_sha256,
     _kind,
@@ -69,7 +70,7 @@ def _tar_stream(f: IO[bytes], label: str, limits: Limits) -> Iterator[tarfile.Ta
     except tarfile.FilterError as e:
         raise BundleError(f"{label}: refused by tarfile's data filter: {e}") from None
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise BundleError(f"{label}: not a readable lab bundle ({e})") from None
+        raise NotABundleError(f"{label}: not a readable lab bundle ({e})") from None
     except OSError as e:
         raise BundleError(f"{label}: {e}") from None
 

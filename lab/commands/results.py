@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +13,25 @@ from ..results import list_runs
 from .common import JsonOpt, cli_errors, print_json
 from .show_render import print_show, show_data
 
-__all__ = ["runs", "show"]
+__all__ = ["runs", "show", "runs_lines"]
+
+
+def runs_lines(items: list[dict[str, Any]], width: int) -> list[str]:
+    """One line per run with its short columns, and its configurations on the line below,
+    wrapped at ``width``: a run id is ~30 characters and a study names several
+    configurations, so one row each would squeeze every column to two letters in 80."""
+    id_w = max([len("run"), *(len(it["run_id"]) for it in items)])
+    wl_w = max([len("workload"), *(len(str(it["workload"])) for it in items)])
+    lines = [f"{'run':<{id_w}}  {'workload':<{wl_w}}  {'backend':<7}  {'timing':<8}  "
+             f"{'n':>3}  status"]
+    for it in items:
+        lines.append(f"{it['run_id']:<{id_w}}  {it['workload']!s:<{wl_w}}  "
+                     f"{it['backend']!s:<7}  {it['timing']!s:<8}  {it['records']:>3}  "
+                     f"{it['status']}")
+        configs = ", ".join(it["configs"] or []) or "-"
+        lines += textwrap.wrap(configs, width=max(width, 40), initial_indent="  configs: ",
+                               subsequent_indent=" " * 11, break_on_hyphens=False)
+    return lines
 
 
 @cli_errors
@@ -22,8 +41,6 @@ def runs(
     """Recorded runs, newest first."""
     # --json: a list, one object per run, each carrying the schema version
     # (docs/json-schema.md): a list stays a list for every reader written before the version.
-    from rich.table import Column, Table
-
     items: list[dict[str, Any]] = []
     for run in list_runs():
         m = run.manifest()
@@ -43,20 +60,8 @@ def runs(
     if json_out:
         print_json(items)
         return
-    table = Table(
-        Column("run", no_wrap=True), "workload", "configs", "backend", "timing", "records", "status"
-    )
-    for it in items:
-        table.add_row(
-            it["run_id"],
-            str(it["workload"]),
-            ",".join(it["configs"] or []),
-            str(it["backend"]),
-            str(it["timing"]),
-            str(it["records"]),
-            str(it["status"]),
-        )
-    ui.out_console.print(table)
+    for line in runs_lines(items, ui.out_console.width):
+        ui.out_console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 @cli_errors

@@ -275,7 +275,7 @@ def test_not_a_bundle(tmp_path: Path) -> None:
     junk = tmp_path / f"junk{SUFFIX}"
     junk.write_bytes(b"not gzip at all")
     res = runner.invoke(app, ["bundle", "verify", str(junk)])
-    assert res.exit_code == 1 and "not a readable lab bundle" in res.output
+    assert res.exit_code == 2 and "not a readable lab bundle" in res.output
     plain = craft(tmp_path / f"plain{SUFFIX}", [member("bundle.json", data=b'{"format": "zip"}')])
     with pytest.raises(BundleError, match="not a lab bundle"):
         verify_bundle(plain)
@@ -424,3 +424,19 @@ def test_cli_export_and_verify(src: list[RunDir], tmp_path: Path) -> None:
     (src[0].path / "link").symlink_to("/etc/passwd")
     res = runner.invoke(app, ["bundle", "export", str(src[0].path), "-o", str(out)])
     assert res.exit_code == 2 and "link is a symbolic link" in res.output
+
+
+@pytest.mark.parametrize("content", [b"hello, not a bundle\n", b""])
+def test_a_file_that_is_not_a_bundle_is_a_usage_error(tmp_path: Path, content: bytes) -> None:
+    """Naming the wrong file exits 2 like any bad argument; nothing is imported."""
+    from typer.testing import CliRunner
+
+    from lab.cli import app
+
+    f = tmp_path / "notes.txt"
+    f.write_bytes(content)
+    for verb in ("import", "verify"):
+        res = CliRunner().invoke(app, ["bundle", verb, str(f)])
+        assert res.exit_code == 2, (verb, res.output)
+        assert "not a readable lab bundle" in res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
