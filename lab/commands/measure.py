@@ -87,7 +87,7 @@ def trace(
 
 @cli_errors
 def study(
-    plan_file: Annotated[Path, typer.Argument(help="A study plan, e.g. analysis/highpte-cost.toml.")],
+    plan_file: Annotated[Path, typer.Argument(help="A study plan or its folder, e.g. analysis/highpte-cost/plan.toml or analysis/ukva/.")],
     backend: Annotated[str | None, typer.Option(help=f"Override the plan's backend: {', '.join([*BACKENDS, AUTO])}.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
     json_out: JsonOpt = False,
@@ -105,7 +105,7 @@ def study(
     m = replace(plan.matrix, backend=choose_backend(plan.matrix.backend, _can_boot))
     run = None if new else find_resumable(plan)
     if run is None:
-        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan_file),
+        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
                                        "plan_name": plan.name, "plan_digest": plan.digest,
                                        "description": plan.description,
                                        **({"gap": list(plan.gap)} if plan.gap else {})})
