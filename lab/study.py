@@ -1,8 +1,9 @@
 """Studies: a plan file names configurations × workloads × parameters × repeats × timing.
 
-``lab study analysis/NAME/plan.toml`` (or just the folder, ``analysis/NAME/``) runs the matrix with
-one boot per configuration and writes one run directory. Running the same plan again resumes its newest unfinished run: cells already in
-runs.jsonl are skipped, nothing recorded is lost. "The same plan" means the same resolved
+``lab study analysis/NAME/plan.toml`` (or just the folder, ``analysis/NAME/``) runs the matrix
+with one boot per configuration and writes one run directory. Running the same plan again
+resumes its newest unfinished run: cells already in runs.jsonl are skipped, nothing recorded
+is lost. "The same plan" means the same resolved
 content (its hash), not the same file name, so an edited plan starts a new run.
 
 A published study is a folder, ``analysis/NAME/``: ``plan.toml``, the exported bundle
@@ -117,7 +118,8 @@ def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
     resolved["backend"] = chosen
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
     return StudyPlan(
-        name=str(data.get("name", _default_name(path))), description=str(data.get("description", "")),
+        name=str(data.get("name", _default_name(path))),
+        description=str(data.get("description", "")),
         path=path, matrix=Matrix(configs, cells, chosen, probes, opts), digest=digest,
         gap=(str(gap[0]), str(gap[1])) if gap else None,
     )
