@@ -126,35 +126,29 @@ def profile(
     config: Annotated[str, typer.Option(help="Two configurations A,B: rows are B minus A.")] = "highpte,lowpte",
     param: Annotated[list[str] | None, typer.Option(help="Workload parameter NAME=VALUE (repeatable).")] = None,
     repeat: Annotated[int, typer.Option(help="Workload runs per configuration (ticks add up).")] = 3,
+    ticks: Annotated[int | None, typer.Option(help="Instead of --repeat: run A until it has this many kernel ticks (idle excluded, at most 100 runs), then B as many times. ~830 ticks leave most rows noise; 10000 marks the real ones.")] = None,
     icount: IcountOpt = False,
-    top: Annotated[int, typer.Option(help="Rows to print from each end.")] = 15,
+    fmt: Annotated[str, typer.Option("--format", help="text (plain, < 80 columns, for a mail) or markdown.")] = "text",
     json_out: JsonOpt = False,
 ) -> None:
-    """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A."""
-    import json
-
+    """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A,
+    largest rises first and largest falls last; * marks the rows whose difference is
+    significant (binomial split test, Holm-corrected over the rows)."""
+    from ..notebook import report_doc
     from ..profile_run import run_profile
+    from ..render import FORMATS, render
 
-    if not 1 <= repeat <= 100 or top < 1:
-        raise UsageError("--repeat must be 1..100 and --top at least 1")
+    if not 1 <= repeat <= 100 or (ticks is not None and ticks < 1) or fmt not in FORMATS:
+        raise UsageError("--repeat must be 1..100, --ticks at least 1, --format text or markdown")
     spec = load_workload(workload)
     params = spec.resolve(parse_param_args(param or []))
     configs = parse_config_list(config)
     if len(configs) != 2:
         raise UsageError(f"--config needs exactly two configurations A,B, got {config!r}")
-    run = run_profile(configs, spec, params, repeat, BootOptions(icount=icount))
-    data = json.loads((run.path / "profile.json").read_text())
+    run = run_profile(configs, spec, params, repeat, BootOptions(icount=icount), ticks)
+    doc = report_doc([run], title=f"ukva-lab profile: {workload}")
     if json_out:
-        print_json(data)
+        print_json(jsonable(doc["profiles"][0]))
         return
-    a, b = data["configs"]
-    rows = data["rows"]
-    tot = data["totals"]
-    ui.out_console.print(
-        f"{workload} {params} ×{repeat}: {a} {tot[a]['ticks']} ticks, {b} {tot[b]['ticks']} ticks "
-        f"(kernel-mode timer ticks, idle loop excluded; run {run.run_id})")
-    for label, part in ((f"largest increases ({b} − {a})", rows[:top]),
-                        (f"largest decreases ({b} − {a})", list(reversed(rows[-top:])))):
-        ui.out_console.print(f"\n{label}:")
-        for r in part:
-            ui.out_console.print(f"  {r['delta']:+7d}  {r['symbol']:<40} {r['a_ticks']:>7} → {r['b_ticks']}")
+    typer.echo(render(doc, fmt), nl=False)
+    ui.out_console.print(f"profile recorded in {run.path}", soft_wrap=True)
