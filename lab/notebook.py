@@ -216,6 +216,9 @@ def publish_folder(folder: StudyFolder, readme: Path | None = None) -> list[Path
     if doc is None:
         raise UsageError(f"{folder.path}: no {folder.bundle.name}; publish it with "
                          f"'lab study {folder.plan} --publish'")
+    if doc["simulated"] and folder.path.resolve().is_relative_to(repo_root()):
+        raise UsageError(f"{folder.bundle} holds SIMULATED runs: the repository publishes "
+                         "only numbers measured on a guest kernel")
     written = [folder.report, folder.readme]
     folder.report.write_text(render(doc, "markdown"))
     folder.readme.write_text(_folder_readme(folder, doc))

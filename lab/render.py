@@ -37,7 +37,7 @@ def _num(x: Any) -> str:
     if not isinstance(x, int | float) or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     a = abs(x)
-    if a >= 1000:
+    if a >= 999.95:
         return f"{x:,.0f}"
     if a >= 100:
         return f"{x:.1f}"
@@ -123,12 +123,18 @@ def _provenance(doc: dict[str, Any], fmt: str) -> list[str]:
             kernel = " ".join(str(c[k]) for k in ("package", "package_version") if c.get(k)) \
                 or str(c.get("kernel_name") or "-")
             rows.append([name, kernel, str(c.get("release") or "-"),
-                         str(c.get("config_sha256") or "-")[:12], str(c.get("qemu_version")
-                                                                      or "-")])
-        if rows:
-            out += _table(["config", "kernel (source version)", "release", ".config sha",
-                           "QEMU"], rows, fmt, set())
+                         str(c.get("config_sha256") or "-")[:12],
+                         str(c.get("qemu_version") or "-"), str(c.get("cmdline") or "-")])
+        if rows and fmt == "markdown":
+            out += _table(["config", "kernel (source version)", "release", ".config sha256",
+                           "QEMU", "kernel command line"], rows, fmt, set())
             out.append("")
+        for row in rows if fmt == "text" else []:   # one wrapped stanza per configuration
+            out += textwrap.wrap(f"{row[0]}: kernel {row[1]}, release {row[2]}, .config "
+                                 f"sha256 {row[3]}, QEMU {row[4]}, command line: {row[5]}",
+                                 WIDTH - 1, initial_indent="  ", subsequent_indent="      ",
+                                 break_on_hyphens=False)
+        out.append("")
     return out
 
 
@@ -152,8 +158,10 @@ def _headline(doc: dict[str, Any], fmt: str, brief: bool) -> list[str]:
     out = _heading("Per unit: mean, 95% CI, change from the baseline (Welch's p)", fmt, 2)
     for rows in groups.values():
         first = rows[0]
+        ns = {r["n"] for r in rows}
         out += _para(f"{first['workload']} ({_params(first['params'])}), per "
-                     f"{first['unit']}, baseline {first.get('baseline') or '-'}:", fmt)
+                     f"{first['unit']}, baseline {first.get('baseline') or '-'}"
+                     + (f", {ns.pop()} repeats each:" if len(ns) == 1 else ":"), fmt)
         table: list[list[str]] = []
         labels = list(dict.fromkeys(k for r in rows for k in _figures(r, brief)))
         for label in labels:
@@ -168,7 +176,9 @@ def _headline(doc: dict[str, Any], fmt: str, brief: bool) -> list[str]:
                           if c.get("lo") is not None and math.isfinite(c["lo"]) else "")
                     cells = [_num(c["mean"] * scale), ci, _pct(c.get("delta_pct")),
                              _p(c.get("welch_p"))]
-                table.append([name if i == 0 else "", f"{r['config']} (n={r['n']})", *cells])
+                cfg = r["config"] if len({x["n"] for x in rows}) == 1 else \
+                    f"{r['config']} (n={r['n']})"
+                table.append([name if i == 0 else "", cfg, *cells])
         out += _table(["figure", "config", "mean", "95% CI", "change", "p"], table, fmt,
                       {2, 4, 5})
         out.append("")
@@ -209,7 +219,8 @@ def _taskpile(doc: dict[str, Any], fmt: str) -> list[str]:
         got = reached.get(cfg, {})
         tasks = ", ".join(str(n) for n in got.get("reached", [])) or "-"
         why = ", ".join(sorted(set(got.get("stopped_because", [])))) or "-"
-        rows.append([cfg, *cells, f"{tasks} of {got.get('requested', '?')}", why])
+        req = got.get("requested")
+        rows.append([cfg, *cells, f"{tasks} of {req}" if req else tasks, why])
     out += _table(["config", "lowmem", "PageTables", "tasks reached", "stopped"], rows, fmt,
                   {1, 2, 3})
     out.append("")
@@ -240,7 +251,7 @@ def _profile(prof: dict[str, Any], fmt: str) -> list[str]:
              else [f"{r['delta']:+,}", f"{r['a_ticks']:,}", f"{r['b_ticks']:,}",
                    _p(r.get("p_holm")), "*" if r["significant"] else "", r["symbol"][:40]]
              for r in shown]
-    out += _table(["Δ ticks", a[:14], b[:14], "p (Holm)", "", "symbol"], table, fmt,
+    out += _table(["delta", a[:14], b[:14], "p (Holm)", "", "symbol"], table, fmt,
                   {0, 1, 2, 3})
     out.append("")
     return out

@@ -15,6 +15,7 @@ from .. import ui
 from ..config import list_configs, parse_config_list
 from ..errors import LabError, UsageError
 from ..guest.boot import BootOptions
+from ..paths import repo_root
 from ..report import jsonable
 from ..sizes import parse_mem_mib
 from ..tracers import AUTO, BACKENDS, backend_help, load_probe_set
@@ -90,6 +91,8 @@ def study(
     plan_file: Annotated[Path, typer.Argument(help="A study plan or its folder, e.g. analysis/highpte-cost/plan.toml or analysis/ukva/.")],
     backend: Annotated[str | None, typer.Option(help=f"Override the plan's backend: {', '.join([*BACKENDS, AUTO])}.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="Then export the run as the study folder's bundle and regenerate its REPORT.md, README.md and the README block (lab report FOLDER).")] = False,
+    readme: Annotated[Path | None, typer.Option(help="With --publish: the README whose block to rewrite (default: the repository's).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration.
@@ -98,11 +101,20 @@ def study(
     """
     from dataclasses import replace
 
+    from ..notebook import study_folder
     from ..study import find_resumable, load_plan
     from ..trace import choose_backend, run_matrix, start_run
 
     plan = load_plan(plan_file, backend)
+    folder = study_folder(plan.path)
+    if publish and folder is None:
+        raise UsageError(f"--publish needs the plan in a study folder (analysis/NAME/plan.toml),"
+                         f" not {plan.path}")
     m = replace(plan.matrix, backend=choose_backend(plan.matrix.backend, _can_boot))
+    if publish and m.simulated and folder is not None and folder.path.resolve().is_relative_to(
+            repo_root()):
+        raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
+                         "publishes only numbers measured on a guest kernel")
     run = None if new else find_resumable(plan)
     if run is None:
         run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
@@ -118,6 +130,13 @@ def study(
     else:
         print_show(run.run_id)
         ui.out_console.print(f"study {plan.name} recorded in {run.path}")
+    if publish and folder is not None:
+        from ..bundle import export_bundle
+        from ..notebook import publish_folder
+
+        info = export_bundle([run], folder.bundle)
+        for path in [info.path, *publish_folder(folder, readme)]:
+            ui.out_console.print(f"published: {path}", soft_wrap=True)
 
 
 @cli_errors
