@@ -260,8 +260,8 @@ def _profile(prof: dict[str, Any], fmt: str) -> list[str]:
 def render(doc: dict[str, Any], fmt: str = "text", brief: bool = False) -> str:
     """The report of ``doc`` (:func:`lab.notebook.report_doc`) in ``fmt`` (text or markdown).
 
-    ``brief``: the README block: the named figures only, no provenance table (the block links
-    to the study's REPORT.md for it) and no profile.
+    ``brief``: the README block: the named figures only (or just the gap table when there is
+    one), no provenance (the block names the kernels and links to REPORT.md) and no profile.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
@@ -273,7 +273,10 @@ def render(doc: dict[str, Any], fmt: str = "text", brief: bool = False) -> str:
         if doc.get("description"):
             lines += ["", *_para(doc["description"], fmt)]
         lines += _provenance(doc, fmt)
-    lines += _headline(doc, fmt, brief) + _gap(doc, fmt) + _taskpile(doc, fmt)
+    # the README block of a study with a gap table leads with it: it already carries the
+    # three configurations' means; the full table is in REPORT.md
+    gap = _gap(doc, fmt)
+    lines += ([] if brief and gap else _headline(doc, fmt, brief)) + gap + _taskpile(doc, fmt)
     if not brief:
         for prof in doc.get("profiles", []):
             lines += _profile(prof, fmt)

@@ -143,3 +143,15 @@ def test_simulated_numbers_are_never_published_in_the_repository() -> None:
 def test_shipped_studies_are_folders(name: str) -> None:
     folder = StudyFolder(Path(__file__).parents[2] / "analysis" / name)
     assert folder.plan.is_file()
+
+
+@pytest.mark.parametrize("name", ["smoke", "highpte-cost", "highpte-cost-smp", "ukva"])
+def test_shipped_study_folders_say_how_to_publish_and_chart(name: str) -> None:
+    from lab.notebook import folder_readme
+
+    folder = StudyFolder(Path(__file__).parents[2] / "analysis" / name)
+    if not folder.bundle.is_file():   # published folders are checked through their bundle
+        assert folder.readme.read_text() == folder_readme(folder)
+    text = folder.readme.read_text()
+    assert f"lab study analysis/{name}/plan.toml --publish" in text
+    assert f"lab dashboard analysis/{name}/{name}.labbundle.tar.gz" in text
