@@ -36,7 +36,8 @@ from .results import RunDir, open_run
 from .study import PLAN_FILE
 
 __all__ = ["report_doc", "StudyFolder", "study_folder", "open_runs", "block_text",
-           "rewrite_block", "check_readme", "publish_folder", "folder_readme", "MARKER"]
+           "rewrite_block", "check_readme", "check_folder", "publish_folder", "folder_readme",
+           "MARKER"]
 
 #: The README block markers; {name} is the study folder's name.
 MARKER = "<!-- lab-report:{name}:{end} -->"
@@ -51,8 +52,11 @@ def report_doc(runs: list[RunDir], *, gap: tuple[str, str] | None = None,
     The gap is ``gap`` or the first run's plan ``gap``; profiles are every profile.json the
     runs carry, with their significance marks.
     """
+    from .dashboard.provenance import split_origins
+
     manifests = {r.run_id: r.manifest() for r in runs}
-    records = [rec for r in runs for rec in r.records()]
+    # a configuration measured on two hosts or kernels is two columns, as on the dashboard
+    records, notes = split_origins([rec for r in runs for rec in r.records()], manifests)
     if gap is None:
         gap = next(((str(m["gap"][0]), str(m["gap"][1])) for m in manifests.values()
                     if isinstance(m.get("gap"), list) and len(m["gap"]) == 2), None)
@@ -75,6 +79,7 @@ def report_doc(runs: list[RunDir], *, gap: tuple[str, str] | None = None,
         "report": build_report(records, baseline=baseline, gap=gap) if records else
         {"summary": []},
         "profiles": profiles,
+        "notes": notes,
     }
 
 
@@ -110,6 +115,24 @@ def study_folder(path: Path) -> StudyFolder | None:
     if path.name == PLAN_FILE and path.is_file():
         path = path.parent
     return StudyFolder(path) if (path / PLAN_FILE).is_file() else None
+
+
+def check_folder(folder: StudyFolder) -> list[str]:
+    """A published folder's REPORT.md and README.md against what its bundle gives."""
+    doc = _folder_doc(folder)
+    if doc is None:
+        return []
+    want = {folder.report: _report_md(folder, doc), folder.readme: folder_readme(folder, doc)}
+    out = []
+    for path, text in want.items():
+        have = path.read_text() if path.is_file() else ""
+        if have != text:
+            n = next((i for i, (x, y) in enumerate(
+                zip(have.splitlines() + [""], text.splitlines() + [""], strict=False), 1)
+                if x != y), 1)
+            out.append(f"{_rel(path)} line {n}: study {folder.name}: differs from its bundle "
+                       f"(regenerate: lab report {_rel(folder.path)}/)")
+    return out
 
 
 def open_runs(stack: ExitStack, what: list[str]) -> list[RunDir]:
@@ -213,6 +236,10 @@ def folder_readme(folder: StudyFolder, doc: dict[str, Any] | None = None) -> str
             + _commands(folder))
 
 
+def _report_md(folder: StudyFolder, doc: dict[str, Any]) -> str:
+    return render(doc, "markdown") + "\n## Regenerate, chart, mail\n\n" + _commands(folder)
+
+
 def publish_folder(folder: StudyFolder, readme: Path | None = None) -> list[Path]:
     """Regenerate the folder's REPORT.md and README.md and the repository README's block for
     it, from the committed bundle; returns the files written. A README without this study's
@@ -225,8 +252,7 @@ def publish_folder(folder: StudyFolder, readme: Path | None = None) -> list[Path
         raise UsageError(f"{folder.bundle} holds SIMULATED runs: the repository publishes "
                          "only numbers measured on a guest kernel")
     written = [folder.report, folder.readme]
-    folder.report.write_text(render(doc, "markdown") + "\n## Regenerate, chart, mail\n\n"
-                             + _commands(folder))
+    folder.report.write_text(_report_md(folder, doc))
     folder.readme.write_text(folder_readme(folder, doc))
     readme = readme or repo_root() / "README.md"
     if readme.is_file():

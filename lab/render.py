@@ -273,6 +273,8 @@ def render(doc: dict[str, Any], fmt: str = "text", brief: bool = False) -> str:
         if doc.get("description"):
             lines += ["", *_para(doc["description"], fmt)]
         lines += _provenance(doc, fmt)
+        for note in doc.get("notes", []):
+            lines += _para(f"Note: {note}.", fmt)
     # the README block of a study with a gap table leads with it: it already carries the
     # three configurations' means; the full table is in REPORT.md
     gap = _gap(doc, fmt)

@@ -11,7 +11,7 @@ from test_dashboard import study_run, write_profile
 from typer.testing import CliRunner
 
 from lab.cli import app
-from lab.notebook import MARKER, StudyFolder, block_text, check_readme
+from lab.notebook import MARKER, StudyFolder, block_text, check_folder, check_readme
 from lab.results import list_runs
 
 runner = CliRunner()
@@ -94,7 +94,7 @@ def test_publish_then_the_readme_block_is_checked_against_the_bundle(tmp_path: P
     text = readme.read_text()
     assert "before" in text and "after" in text and "old" not in text
     assert "| forkstorm | ukva | highmem kmaps |" in text
-    assert check_readme(readme, tmp_path / "analysis") == []
+    assert check_readme(readme, tmp_path / "analysis") == [] == check_folder(folder)
     # regenerating from the committed bundle alone gives the same files, byte for byte
     report = folder.report.read_text()
     for p in run.path.iterdir():
@@ -112,6 +112,9 @@ def test_publish_then_the_readme_block_is_checked_against_the_bundle(tmp_path: P
     readme.write_text(text.replace(line, re.sub(r"\d+%", "99%", line, count=1)))
     (problem,) = check_readme(readme, tmp_path / "analysis")
     assert f"README.md line {n}: study demo" in problem and "99%" in problem
+    folder.report.write_text(report.replace("highpte", "hipte", 1))
+    (problem,) = check_folder(folder)
+    assert "REPORT.md line" in problem and "study demo" in problem
 
 
 def test_an_unpublished_study_says_so_and_nothing_else(tmp_path: Path) -> None:

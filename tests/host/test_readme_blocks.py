@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab.notebook import check_readme
+from lab.notebook import StudyFolder, check_folder, check_readme
 
 ROOT = Path(__file__).parents[2]
 
@@ -26,3 +26,9 @@ def test_the_published_studies_have_blocks_and_markers_pair_up() -> None:
     ends = re.findall(r"<!-- lab-report:([^:]+):end -->", text)
     assert begins == ends and len(set(begins)) == len(begins)
     assert {"ukva", "highpte-cost"} <= set(begins)
+
+
+def test_published_folders_reports_match_their_bundles() -> None:
+    problems = [p for d in sorted((ROOT / "analysis").iterdir()) if d.is_dir()
+                for p in check_folder(StudyFolder(d))]
+    assert not problems, "\n".join(problems)
