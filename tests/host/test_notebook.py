@@ -3,6 +3,7 @@ README blocks that must match their committed bundle."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -158,3 +159,37 @@ def test_shipped_study_folders_say_how_to_publish_and_chart(name: str) -> None:
     text = folder.readme.read_text()
     assert f"lab study analysis/{name}/plan.toml --publish" in text
     assert f"lab dashboard analysis/{name}/{name}.labbundle.tar.gz" in text
+
+
+def test_a_profile_run_reports_its_ticks_and_marks(tmp_path: Path) -> None:
+    from lab.results import new_run
+
+    run = new_run("profile-forkstorm", {"kind": "profile", "backend": "profile",
+                                        "timing": "icount", "config_names": ["highpte", "ukva"]},
+                  root=tmp_path / "results")
+    rows = [{"symbol": "pmd_alloc_ukva", "a_ticks": 0, "b_ticks": 160},
+            {"symbol": "copy_page_range", "a_ticks": 1300, "b_ticks": 1290},
+            {"symbol": "do_wp_page", "a_ticks": 9, "b_ticks": 2},
+            {"symbol": "__kmap_local_pfn_prot", "a_ticks": 700, "b_ticks": 90}]
+    (run.path / "profile.json").write_text(json.dumps({
+        "configs": ["highpte", "ukva"], "workload": "forkstorm", "params": {"procs": 1000},
+        "totals": {"highpte": {"ticks": 10_000, "ops": 12_000, "runs": 12},
+                   "ukva": {"ticks": 9_600, "ops": 12_000, "runs": 12}},
+        "rows": [{**r, "delta": r["b_ticks"] - r["a_ticks"]} for r in rows]}))
+    res = runner.invoke(app, ["report", run.run_id])
+    assert res.exit_code == 0, res.output
+    assert_mail_safe(res.stdout)
+    flat = " ".join(res.stdout.split())
+    assert "highpte 10,000 kernel ticks over 12 runs" in flat
+    lines = {ln.split()[-1]: ln for ln in res.stdout.splitlines()
+             if re.match(r"\s+[+-]\d", ln)}
+    assert "*" in lines["pmd_alloc_ukva"] and "*" in lines["__kmap_local_pfn_prot"]
+    assert "*" not in lines["do_wp_page"] and "*" not in lines["copy_page_range"]
+    order = [s for s in lines if s in {r["symbol"] for r in rows}]
+    assert order == ["pmd_alloc_ukva", "do_wp_page", "copy_page_range",
+                     "__kmap_local_pfn_prot"]   # largest rise first, largest fall last
+
+
+def test_profile_options_are_checked_before_anything_boots() -> None:
+    res = runner.invoke(app, ["profile", "--ticks", "0"])
+    assert res.exit_code == 2 and "--ticks" in res.output
