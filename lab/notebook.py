@@ -20,6 +20,7 @@ Nothing here boots a guest: bundles are read in a temporary directory (lab.bundl
 
 from __future__ import annotations
 
+import json
 import re
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -64,8 +65,6 @@ def report_doc(runs: list[RunDir], *, gap: tuple[str, str] | None = None,
     for r in runs:
         path = r.path / "profile.json"
         if path.is_file():
-            import json
-
             profiles.append({**annotate(json.loads(path.read_text())), "run_id": r.run_id,
                              "simulated": bool(manifests[r.run_id].get("simulated"))})
     if not records and not profiles:

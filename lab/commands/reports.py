@@ -30,7 +30,7 @@ __all__ = ["report"]
 @cli_errors
 def report(
     what: Annotated[list[str], typer.Argument(help="A study folder (analysis/NAME/), run ids (or prefixes, paths, 'latest') or .labbundle.tar.gz files.")],
-    fmt: Annotated[str, typer.Option("--format", help=f"{' or '.join(FORMATS)}: text is plain ASCII under 80 columns, for a mail.")] = "text",
+    fmt: Annotated[str | None, typer.Option("--format", help=f"{' or '.join(FORMATS)} (default text): text is plain ASCII under 80 columns, for a mail. With a study folder, prints instead of regenerating its files.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the report here instead of printing it.")] = None,
     gap: Annotated[str | None, typer.Option(help="BASELINE,FLOOR: the gap table's configurations. Default: the study plan's 'gap'.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Configuration the others are compared with. Default: the first of each workload.")] = None,
@@ -43,10 +43,10 @@ def report(
     Given a study folder, regenerates its REPORT.md and README.md and the repository README's
     block for it, from the folder's committed bundle.
     """
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
     folder = study_folder(Path(what[0])) if len(what) == 1 else None
-    if folder and output is None and not json_out:
+    if folder and fmt is None and output is None and not json_out:
         for path in publish_folder(folder, readme):
             ui.out_console.print(f"written: {path}", soft_wrap=True)
         return
@@ -57,7 +57,7 @@ def report(
     if json_out:
         print_json(jsonable(doc))
         return
-    text = render(doc, fmt)
+    text = render(doc, fmt or "text")
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -104,7 +104,7 @@ def test_publish_then_the_readme_block_is_checked_against_the_bundle(tmp_path: P
     res = runner.invoke(app, ["report", str(folder.path), "--readme", str(readme)])
     assert res.exit_code == 0, res.output
     assert folder.report.read_text() == report and readme.read_text() == text
-    text_report = runner.invoke(app, ["report", str(folder.bundle), "--format", "text"])
+    text_report = runner.invoke(app, ["report", str(folder.path), "--format", "text"])
     assert text_report.exit_code == 0 and "SIMULATED" in text_report.stdout
     assert_mail_safe(text_report.stdout)
     # a README number that differs from the bundle: the study and the line are named
