@@ -18,6 +18,14 @@ demo procs="1000" repeat="3":
     lab trace --workload forkstorm --config highpte,lowpte --repeat {{repeat}} --param procs={{procs}} --icount
     lab dashboard latest -o dashboards/demo.html
 
+# run a study on the guest and publish it: bundle, REPORT.md and the README block (analysis/NAME/)
+publish name:
+    lab study analysis/{{name}}/plan.toml --publish
+
+# regenerate a published study's REPORT.md and README block from its committed bundle
+report name:
+    lab report analysis/{{name}}/
+
 # every test: fast host tests, then the tests that boot the real guest
 test:
     pytest -q tests/host

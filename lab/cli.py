@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import bundle, dashboards, guest, kernel, measure, results
+from .commands import bundle, dashboards, guest, kernel, measure, reports, results
 
 __all__ = ["app", "main"]
 
@@ -32,6 +32,7 @@ app.command("trace")(measure.trace)
 app.command("runs")(results.runs)
 app.command("show")(results.show)
 app.command("dashboard")(dashboards.dashboard)
+app.command("report")(reports.report)
 app.command("study")(measure.study)
 app.command("profile")(measure.profile)
 

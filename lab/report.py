@@ -11,7 +11,9 @@ copies drift. :func:`build_report` computes, once, over stored records:
   same workload and parameters: Δ % of the mean and Welch's p (:func:`lab.stats.welch`);
 - with a gap (BASE, FLOOR), the share of it each other configuration recovers, with its
   bootstrap CI (:func:`lab.compare.gap_table`);
-- taskpile's lowmem and PageTables pages per task (:func:`lab.compare.taskpile_slopes`).
+- taskpile's lowmem and PageTables pages per task (:func:`lab.compare.taskpile_slopes`) and
+  the task counts each configuration reached, and why it stopped (:func:`taskpile_reached`);
+- each run's provenance, from its manifest (:func:`provenance`).
 
 Renderers only format what it returns. Which counters lead a table is data, not code: the
 ``headline``, ``chart`` and ``figure`` marks in lab/tracers/probes.toml (:func:`headline`).
@@ -53,6 +55,8 @@ __all__ = [
     "figure_cells",
     "jsonable",
     "GUEST_TIME",
+    "taskpile_reached",
+    "provenance",
 ]
 
 #: Version of the JSON that `lab show --json` and `lab runs --json` print. Bump it when a key
@@ -173,7 +177,67 @@ def build_report(records: list[Record], *, baseline: str | None = None,
     slopes = taskpile_slopes(records)
     if slopes:
         report["taskpile_slopes"] = slopes
+        report["taskpile_reached"] = taskpile_reached(records)
     return report
+
+
+def taskpile_reached(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Per configuration: how many tasks each taskpile repeat reached, out of how many asked,
+    and why it stopped (``max_tasks``, or low memory: the lowmem floor is the finding).
+
+    Why: a slope says what a task costs; the count reached says how far the configuration got
+    before lowmem ran out, which is the HIGHPTE argument in one number.
+    Example: {"lowpte": {"requested": 512, "reached": [384], "stopped_because": ["lowmem"]}}.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        rep = r.get("report")
+        if r.get("workload") != "taskpile" or not isinstance(rep, dict):
+            continue
+        tasks = [s["tasks"] for s in rep.get("samples") or []
+                 if isinstance(s, dict) and isinstance(s.get("tasks"), int)]
+        if not tasks:
+            continue
+        row = out.setdefault(str(r.get("config")), {
+            "requested": (r.get("params") or {}).get("tasks"), "reached": [],
+            "stopped_because": []})
+        row["reached"].append(max(tasks))
+        row["stopped_because"].append(str(rep.get("stopped_because") or "?"))
+    return dict(sorted(out.items()))
+
+
+def _kernel_facts(k: Any) -> dict[str, Any]:
+    if not isinstance(k, dict):
+        return {"kernel": k}
+    return {key: k.get(key) for key in ("source", "package", "package_version", "release",
+                                        "config_sha256", "bzimage_sha256", "patches")
+            if k.get(key) is not None}
+
+
+def provenance(run_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Where one run's numbers came from, as a report prints it: the lab (version, commit),
+    backend, clock (timing), host and status, and per configuration the kernel (source
+    package version, release, .config sha256), the kernel command line and the QEMU version.
+
+    Why here: the provenance is what makes a pasted number checkable, and every renderer must
+    state the same facts.
+    """
+    host: dict[str, Any] = manifest["host"] if isinstance(manifest.get("host"), dict) else {}
+    per: dict[str, Any] = (manifest["configs"] if isinstance(manifest.get("configs"), dict)
+                           else {})
+    configs = {}
+    for name in manifest.get("config_names") or list(per):
+        c: dict[str, Any] = per[name] if isinstance(per.get(name), dict) else {}
+        configs[str(name)] = {"kernel_name": c.get("kernel_name"),
+                              **_kernel_facts(c.get("kernel")),
+                              "cmdline": c.get("cmdline"), "qemu_version": c.get("qemu_version"),
+                              "accel": c.get("accel"), "reboots": c.get("reboots")}
+    return {"run_id": run_id, "kind": manifest.get("kind"), "plan": manifest.get("plan_name"),
+            "backend": manifest.get("backend"), "simulated": bool(manifest.get("simulated")),
+            "timing": manifest.get("timing"), "lab_version": manifest.get("lab_version"),
+            "git_commit": manifest.get("git_commit"), "host": host.get("hostname"),
+            "started_at": manifest.get("started_at"), "status": manifest.get("status"),
+            "configs": configs}
 
 
 def figure_cells(row: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,8 @@ __all__ = [
     "summarize",
     "MEMINFO_KEYS",
     "RNG_KW",
+    "split_test",
+    "holm",
 ]
 
 #: meminfo fields whose change over a run summarize() reports (kB).
@@ -216,3 +218,35 @@ def summarize(records: list[Record], allow_mixed: bool = False,
             "meminfo_change_kb": {k: _ci_cell(meminfo_change(recs, k), seed) for k in MEMINFO_KEYS},
         })
     return rows
+
+
+def split_test(a: int, b: int, total_a: int, total_b: int) -> float:
+    """Two-sided p that ``a`` and ``b`` ticks of one symbol differ only by chance.
+
+    Why a binomial test: profile ticks are counts. Given the symbol's a + b ticks, under the
+    null (the symbol takes the same share of each side's kernel time) each tick lands on side
+    B with probability total_b / (total_a + total_b), so b ~ Binomial(a + b, that share).
+    Example: 40 vs 20 ticks of 1000 vs 1000 gives p ~ 0.013; 6 vs 1 gives p ~ 0.125.
+    NaN when a side has no ticks at all (nothing to compare with).
+    """
+    n = a + b
+    if n == 0 or total_a <= 0 or total_b <= 0:
+        return math.nan
+    return float(sps.binomtest(b, n, total_b / (total_a + total_b)).pvalue)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input's order (NaN stays NaN, uncounted).
+
+    Why: a profile diff tests every symbol at once; out of hundreds of rows some reach p < 0.05
+    by chance. Holm controls the chance of even one false mark, like Bonferroni, but rejects
+    more when several rows are truly different.
+    """
+    idx = sorted((i for i, p in enumerate(pvalues) if not math.isnan(p)), key=lambda i: pvalues[i])
+    m = len(idx)
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out

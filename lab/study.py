@@ -1,9 +1,14 @@
 """Studies: a plan file names configurations × workloads × parameters × repeats × timing.
 
-``lab study analysis/PLAN.toml`` runs the matrix with one boot per configuration and writes one
-run directory. Running the same plan again resumes its newest unfinished run: cells already in
-runs.jsonl are skipped, nothing recorded is lost. "The same plan" means the same resolved
+``lab study analysis/NAME/plan.toml`` (or just the folder, ``analysis/NAME/``) runs the matrix
+with one boot per configuration and writes one run directory. Running the same plan again
+resumes its newest unfinished run: cells already in runs.jsonl are skipped, nothing recorded
+is lost. "The same plan" means the same resolved
 content (its hash), not the same file name, so an edited plan starts a new run.
+
+A published study is a folder, ``analysis/NAME/``: ``plan.toml``, the exported bundle
+``NAME.labbundle.tar.gz``, the ``REPORT.md`` generated from it and a README naming the commands
+(lab/notebook.py). The folder's name is the study's name, so a plan there need not repeat it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from .tomlfile import load_toml
 from .trace import Cell, Matrix
 from .tracers import load_probe_set
 
-__all__ = ["StudyPlan", "load_plan", "find_resumable"]
+__all__ = ["StudyPlan", "load_plan", "find_resumable", "plan_path", "PLAN_FILE"]
+
+#: The plan's file name inside a study folder.
+PLAN_FILE = "plan.toml"
 
 _TOP_KEYS = {"name", "description", "configs", "timing", "cpus", "mem", "repeat", "backend",
              "append", "probes", "gap", "cell"}
@@ -52,10 +60,26 @@ def _resolved(data: dict[str, Any], cells: list[Cell], opts: BootOptions) -> dic
     }
 
 
+def plan_path(path: Path) -> Path:
+    """A plan file, or a study folder holding one (``analysis/ukva/`` -> its plan.toml)."""
+    if path.is_dir():
+        if not (path / PLAN_FILE).is_file():
+            raise UsageError(f"{path} is a folder without a {PLAN_FILE}: not a study folder")
+        return path / PLAN_FILE
+    return path
+
+
+def _default_name(path: Path) -> str:
+    """A study folder's name, or a loose plan file's stem."""
+    return path.parent.name if path.name == PLAN_FILE else path.stem
+
+
 def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
-    """Read and validate a plan; every error names the plan file and the bad key."""
+    """Read and validate a plan (a file, or a study folder); every error names the plan file
+    and the bad key."""
     from .workloads import load_workload
 
+    path = plan_path(path)
     data = load_toml(path, "plan")
     unknown = set(data) - _TOP_KEYS
     if unknown:
@@ -94,7 +118,8 @@ def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
     resolved["backend"] = chosen
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
     return StudyPlan(
-        name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+        name=str(data.get("name", _default_name(path))),
+        description=str(data.get("description", "")),
         path=path, matrix=Matrix(configs, cells, chosen, probes, opts), digest=digest,
         gap=(str(gap[0]), str(gap[1])) if gap else None,
     )

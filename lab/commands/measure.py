@@ -15,6 +15,7 @@ from .. import ui
 from ..config import list_configs, parse_config_list
 from ..errors import LabError, UsageError
 from ..guest.boot import BootOptions
+from ..paths import repo_root
 from ..report import jsonable
 from ..sizes import parse_mem_mib
 from ..tracers import AUTO, BACKENDS, backend_help, load_probe_set
@@ -87,9 +88,11 @@ def trace(
 
 @cli_errors
 def study(
-    plan_file: Annotated[Path, typer.Argument(help="A study plan, e.g. analysis/highpte-cost.toml.")],
+    plan_file: Annotated[Path, typer.Argument(help="A study plan or its folder, e.g. analysis/highpte-cost/plan.toml or analysis/ukva/.")],
     backend: Annotated[str | None, typer.Option(help=f"Override the plan's backend: {', '.join([*BACKENDS, AUTO])}.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="Then export the run as the study folder's bundle and regenerate its REPORT.md, README.md and the README block (lab report FOLDER).")] = False,
+    readme: Annotated[Path | None, typer.Option(help="With --publish: the README whose block to rewrite (default: the repository's).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration.
@@ -98,14 +101,23 @@ def study(
     """
     from dataclasses import replace
 
+    from ..notebook import study_folder
     from ..study import find_resumable, load_plan
     from ..trace import choose_backend, run_matrix, start_run
 
     plan = load_plan(plan_file, backend)
+    folder = study_folder(plan.path)
+    if publish and folder is None:
+        raise UsageError(f"--publish needs the plan in a study folder (analysis/NAME/plan.toml),"
+                         f" not {plan.path}")
     m = replace(plan.matrix, backend=choose_backend(plan.matrix.backend, _can_boot))
+    if publish and m.simulated and folder is not None and folder.path.resolve().is_relative_to(
+            repo_root()):
+        raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
+                         "publishes only numbers measured on a guest kernel")
     run = None if new else find_resumable(plan)
     if run is None:
-        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan_file),
+        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
                                        "plan_name": plan.name, "plan_digest": plan.digest,
                                        "description": plan.description,
                                        **({"gap": list(plan.gap)} if plan.gap else {})})
@@ -118,6 +130,13 @@ def study(
     else:
         print_show(run.run_id)
         ui.out_console.print(f"study {plan.name} recorded in {run.path}")
+    if publish and folder is not None:
+        from ..bundle import export_bundle
+        from ..notebook import publish_folder
+
+        info = export_bundle([run], folder.bundle)
+        for path in [info.path, *publish_folder(folder, readme)]:
+            ui.out_console.print(f"published: {path}", soft_wrap=True)
 
 
 @cli_errors
@@ -126,35 +145,29 @@ def profile(
     config: Annotated[str, typer.Option(help="Two configurations A,B: rows are B minus A.")] = "highpte,lowpte",
     param: Annotated[list[str] | None, typer.Option(help="Workload parameter NAME=VALUE (repeatable).")] = None,
     repeat: Annotated[int, typer.Option(help="Workload runs per configuration (ticks add up).")] = 3,
+    ticks: Annotated[int | None, typer.Option(help="Instead of --repeat: run A until it has this many kernel ticks (idle excluded, at most 100 runs), then B as many times. ~830 ticks leave most rows noise; 10000 marks the real ones.")] = None,
     icount: IcountOpt = False,
-    top: Annotated[int, typer.Option(help="Rows to print from each end.")] = 15,
+    fmt: Annotated[str, typer.Option("--format", help="text (plain, < 80 columns, for a mail) or markdown.")] = "text",
     json_out: JsonOpt = False,
 ) -> None:
-    """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A."""
-    import json
-
+    """Differential kernel profile (readprofile, profile=2): per-symbol tick deltas B − A,
+    largest rises first and largest falls last; * marks the rows whose difference is
+    significant (binomial split test, Holm-corrected over the rows)."""
+    from ..notebook import report_doc
     from ..profile_run import run_profile
+    from ..render import FORMATS, render
 
-    if not 1 <= repeat <= 100 or top < 1:
-        raise UsageError("--repeat must be 1..100 and --top at least 1")
+    if not 1 <= repeat <= 100 or (ticks is not None and ticks < 1) or fmt not in FORMATS:
+        raise UsageError("--repeat must be 1..100, --ticks at least 1, --format text or markdown")
     spec = load_workload(workload)
     params = spec.resolve(parse_param_args(param or []))
     configs = parse_config_list(config)
     if len(configs) != 2:
         raise UsageError(f"--config needs exactly two configurations A,B, got {config!r}")
-    run = run_profile(configs, spec, params, repeat, BootOptions(icount=icount))
-    data = json.loads((run.path / "profile.json").read_text())
+    run = run_profile(configs, spec, params, repeat, BootOptions(icount=icount), ticks)
+    doc = report_doc([run], title=f"ukva-lab profile: {workload}")
     if json_out:
-        print_json(data)
+        print_json(jsonable(doc["profiles"][0]))
         return
-    a, b = data["configs"]
-    rows = data["rows"]
-    tot = data["totals"]
-    ui.out_console.print(
-        f"{workload} {params} ×{repeat}: {a} {tot[a]['ticks']} ticks, {b} {tot[b]['ticks']} ticks "
-        f"(kernel-mode timer ticks, idle loop excluded; run {run.run_id})")
-    for label, part in ((f"largest increases ({b} − {a})", rows[:top]),
-                        (f"largest decreases ({b} − {a})", list(reversed(rows[-top:])))):
-        ui.out_console.print(f"\n{label}:")
-        for r in part:
-            ui.out_console.print(f"  {r['delta']:+7d}  {r['symbol']:<40} {r['a_ticks']:>7} → {r['b_ticks']}")
+    typer.echo(render(doc, fmt), nl=False)
+    ui.out_console.print(f"profile recorded in {run.path}", soft_wrap=True)

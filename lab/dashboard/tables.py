@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from ..errors import LabError
+from ..profile import annotate
 from ..results import RunDir
 from ..stats import MEMINFO_KEYS
 from .fmt import KEY_COUNTERS, PROFILE_ROWS, SIMULATED_SUFFIX, esc, fmt, num, table
@@ -80,26 +81,26 @@ def profile_section(run: RunDir, m: dict[str, Any]) -> str:
     """A differential profile's top and bottom PROFILE_ROWS symbols by delta, as tables."""
     path = run.path / "profile.json"
     try:
-        prof = json.loads(path.read_text())
+        prof = annotate(json.loads(path.read_text()))
         a, b = prof["configs"]
-        rows = [(str(r["symbol"]), float(r["a_ticks"]), float(r["b_ticks"]), float(r["delta"]))
-                for r in prof["rows"]]
+        rows = [(str(r["symbol"]), float(r["a_ticks"]), float(r["b_ticks"]), float(r["delta"]),
+                 bool(r["significant"])) for r in prof["rows"]]
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise LabError(f"run {run.run_id}: profile.json is malformed ({type(e).__name__}: {e}); "
                        "expected {configs: [A, B], rows: [{symbol, a_ticks, b_ticks, delta}]}"
                        ) from None
-    rows.sort(key=lambda r: (-r[3], r[0]))
     top = rows[:PROFILE_ROWS]
     bottom = [r for r in reversed(rows[len(top):])][:PROFILE_ROWS]
     head = ("symbol", f"{a} ticks", f"{b} ticks", f"Δ ({b} − {a})")
 
-    def body(part: list[tuple[str, float, float, float]]) -> list[str]:
-        return [f"<tr><td><code>{esc(s)}</code></td><td class='num'>{_ticks(x)}</td>"
+    def body(part: list[tuple[str, float, float, float, bool]]) -> list[str]:
+        return [f"<tr><td><code>{esc(s)}</code>{' *' if sig else ''}</td>"
+                f"<td class='num'>{_ticks(x)}</td>"
                 f"<td class='num'>{_ticks(y)}</td><td class='num'>{d:+,.0f}</td></tr>"
-                for s, x, y, d in part]
+                for s, x, y, d, sig in part]
 
     sim = SIMULATED_SUFFIX if m.get("simulated") else ""
-    totals = prof.get("totals") if isinstance(prof.get("totals"), dict) else {}
+    totals: dict[str, Any] = prof["totals"] if isinstance(prof.get("totals"), dict) else {}
     facts = [f"{fmt(prof.get('workload', m.get('workload')))} {fmt(prof.get('params'))}",
              fmt(prof.get("sampler"))]
     for cfg in (a, b):
@@ -110,7 +111,8 @@ def profile_section(run: RunDir, m: dict[str, Any]) -> str:
             facts.append(f"{cfg}: {_ticks(float(t['ticks']))} ticks{per}")
     return (f"<h3>{esc(f'{b} vs {a} — run {run.run_id}{sim}')}</h3>"
             f"<p class='note'>{esc(' · '.join(x for x in facts if x and x != '—'))} "
-            f"({len(rows)} symbols)</p><div class='pair'>"
+            f"({len(rows)} symbols; * marks the {sum(r[4] for r in rows)} whose difference is "
+            f"significant: {esc(prof['method'])})</p><div class='pair'>"
             f"<div><b>Largest rises in {esc(b)}</b>{table(head, body(top))}</div>"
             f"<div><b>Largest falls in {esc(b)}</b>{table(head, body(bottom))}</div></div>")
 

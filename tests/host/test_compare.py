@@ -128,7 +128,7 @@ def test_plan_gap_must_name_two_of_its_configs(tmp_path: Path) -> None:
 
 
 def test_shipped_ukva_plan_declares_its_gap() -> None:
-    plan = load_plan(Path(__file__).parents[2] / "analysis" / "ukva.toml")
+    plan = load_plan(Path(__file__).parents[2] / "analysis" / "ukva" / "plan.toml")
     assert plan.gap == ("built-highpte", "built-lowpte")
     assert plan.matrix.boot.icount
 
@@ -182,3 +182,16 @@ def test_dashboard_shows_the_gap_and_the_slopes(tmp_path: Path) -> None:
     assert "lowmem pages/task" in page and "<td>13.00 [" in page
     other = render_dashboard([run], tmp_path / "e.html", gap=("lo", "hi")).read_text()
     assert "lo → hi gap recovered" in other and "<td>25% [" in other
+
+
+def test_a_study_folder_is_its_plan_and_names_it(tmp_path: Path) -> None:
+    root = Path(__file__).parents[2] / "analysis"
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        plan = load_plan(folder)           # the folder stands for its plan.toml
+        assert plan.path == folder / "plan.toml" and plan.name == folder.name
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "plan.toml").write_text(
+        'configs = ["highpte", "lowpte"]\n[[cell]]\nworkload = "forkstorm"\n')
+    assert load_plan(tmp_path / "mine").name == "mine"
+    with pytest.raises(UsageError, match="without a plan.toml"):
+        load_plan(tmp_path)
