@@ -47,3 +47,7 @@ bench-boot runs="5":
 # tracer overhead: forkstorm guest time with and without probes, under --icount
 bench-trace procs="1000" repeat="3":
     python3 benchmarks/bench_trace_overhead.py --procs {{procs}} --repeat {{repeat}}
+
+# SMP evidence: 2-vCPU real-time boots, each with probe attach/forkstorm/detach cycles; counts soft lockups (thread=single|multi)
+smp-evidence boots="20" cycles="10" thread="single":
+    python3 benchmarks/smp_probe_cycles.py --boots {{boots}} --cycles {{cycles}} --thread {{thread}} --log results/smp-evidence-{{thread}}.jsonl

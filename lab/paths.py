@@ -9,7 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["repo_root", "vm_dir", "cache_dir", "state_dir", "results_dir", "dashboards_dir"]
+__all__ = [
+    "repo_root",
+    "vm_dir",
+    "cache_dir",
+    "state_dir",
+    "ensure_state_dir",
+    "private_dir",
+    "results_dir",
+    "dashboards_dir",
+]
 
 
 def repo_root() -> Path:
@@ -36,6 +45,18 @@ def state_dir() -> Path:
     """The running `lab up` guest's sockets, pid and console log: $XDG_STATE_HOME/ukva-lab."""
     override = os.environ.get("UKVA_LAB_STATE")
     return Path(override) if override else _xdg("XDG_STATE_HOME", ".local/state")
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and make it 0700, whatever the umask said."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def ensure_state_dir() -> Path:
+    """state_dir(), created private to the user (0700): it holds the guest's control sockets."""
+    return private_dir(state_dir())
 
 
 def results_dir() -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from ..guest.boot import BootOptions, default_instance, plan_boot, provision
 from ..guest.qemu import build_qemu_argv, format_argv
 from ..guest.vm import Guest
 from ..parsing import parse_meminfo
+from ..paths import ensure_state_dir, private_dir
 from ..sizes import parse_mem_mib
 from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
 
@@ -25,7 +25,8 @@ __all__ = ["up", "status", "exec_cmd", "down", "guest_status"]
 
 def _boot_lock() -> int:
     inst = default_instance()
-    inst.dir.mkdir(parents=True, exist_ok=True)
+    ensure_state_dir()
+    private_dir(inst.dir)
     fd = os.open(inst.dir / "boot.lock", os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -90,7 +91,11 @@ def up(
             f"{plan.meta['cpus']} vCPU, {plan.spec.accel})"
         ):
             guest = Guest.boot(
-                inst, plan.spec, plan.meta, timeout if timeout is not None else plan.ready_timeout
+                inst,
+                plan.spec,
+                plan.meta,
+                timeout if timeout is not None else plan.ready_timeout,
+                die_with_parent=False,  # the one guest meant to outlive its command
             )
     finally:
         os.close(lock)
@@ -103,10 +108,16 @@ def up(
         )
 
 
-def guest_status(guest: Guest | None) -> dict[str, Any]:
-    """The guest's state as data: host process facts plus what the guest reports."""
+def guest_status(guest: Guest | None, agent_timeout: float = 10.0) -> dict[str, Any]:
+    """The guest's state as data: host process facts plus what the guest reports.
+
+    A QEMU that is gone, or whose pid now belongs to another program, gives ``running``
+    False with ``lost`` (and ``stale``); a live QEMU whose agent does not answer a ping within
+    ``agent_timeout`` s gives ``agent_answers`` False and no guest facts (nothing blocks).
+    """
     if guest is None:
         return {"running": False}
+    stale = guest.stale_reason()
     proc = guest.process()
     st = guest.state
     out: dict[str, Any] = {
@@ -121,12 +132,17 @@ def guest_status(guest: Guest | None) -> dict[str, Any]:
         "ready_seconds": st.get("ready_seconds"),
     }
     if proc is None:
-        out["lost"] = guest.lost_reason()
+        out["stale"] = stale
+        lost = guest.lost_reason(settle=0)
+        out["lost"] = lost if not stale or "exited" in stale else f"{lost}; {stale}"
         return out
     with proc.oneshot():
         cpu = proc.cpu_times()
         out["qemu_cpu_seconds"] = round(cpu.user + cpu.system, 2)
         out["qemu_rss_bytes"] = proc.memory_info().rss
+    out["agent_answers"] = guest.agent_answers(agent_timeout)
+    if not out["agent_answers"]:
+        return out
     res = guest.exec(["cat", "/proc/uptime", "/proc/meminfo"], timeout=30)
     first, _, rest = res.stdout.partition("\n")
     out["uptime_seconds"] = float(first.split()[0])
@@ -150,18 +166,30 @@ def status(
 ) -> None:
     """Is the guest running? Its configuration, kernel, uptime, memory and QEMU's CPU and RSS."""
     inst = default_instance()
-    guest = Guest.running(inst)
-    if guest is None and inst.state_file.exists():
-        guest = Guest(inst, json.loads(inst.state_file.read_text()))
+    guest = Guest.recorded(inst)
     data = guest_status(guest)
+    if guest is not None and not data["running"]:
+        guest.forget()  # stale: QEMU gone or its pid reused; the console log is kept
+        data["cleaned"] = True
     if json_out:
         print_json(data)
         return
     if not data["running"]:
         msg = "no guest running"
         if data.get("lost"):
-            msg += f" (the last one was lost: {data['lost']}; console: {data['console_log']})"
-        ui.out_console.print(msg)
+            msg += (
+                f" (the last one was lost: {data['lost']}; its state was cleaned up; "
+                f"console: {data['console_log']})"
+            )
+        ui.out_console.print(msg, soft_wrap=True)
+        return
+    if not data["agent_answers"]:
+        ui.out_console.print(
+            f"not answering: {data['config']} (QEMU pid {data['qemu_pid']} alive, "
+            f"cpu {data['qemu_cpu_seconds']:.1f} s) but its agent did not answer a ping; "
+            f"'lab down' stops it (console: {data['console_log']})",
+            soft_wrap=True,
+        )
         return
     gib = 1024 * 1024
     ui.out_console.print(
@@ -220,8 +248,14 @@ def down(
     inst = default_instance()
     guest = Guest.running(inst)
     if guest is None:
-        inst.state_file.unlink(missing_ok=True)
-        ui.out_console.print("no guest running")
+        stale = Guest.recorded(inst)
+        if stale is not None:
+            reason = stale.stale_reason() or "state without a process"
+            stale.forget()
+            ui.out_console.print(f"no guest running (cleaned up stale state: {reason})")
+        else:
+            inst.state_file.unlink(missing_ok=True)
+            ui.out_console.print("no guest running")
         return
     how = guest.shutdown(timeout)
     ui.out_console.print(f"guest down ({how})")

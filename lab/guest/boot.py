@@ -18,7 +18,7 @@ from ..sizes import parse_mem_mib
 from . import accel as accel_mod
 from .configs import GuestConfig, load_boot_defaults
 from .image import ImagePlan, ensure_image, plan_image
-from .qemu import BootSpec, kernel_cmdline, qemu_version
+from .qemu import SMP_TCG_THREAD, BootSpec, kernel_cmdline, qemu_version
 from .vm import Instance
 
 __all__ = ["BootOptions", "BootPlan", "plan_boot", "provision"]
@@ -91,6 +91,7 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
         console_log=instance.console_log,
         agent_socket=instance.agent_socket,
         qmp_socket=instance.qmp_socket,
+        tcg_thread=SMP_TCG_THREAD,
     )
     meta = {
         "config": config.name,

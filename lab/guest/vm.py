@@ -1,16 +1,17 @@
 """Run one QEMU guest: boot it, wait for the agent, watch for panics, power it off.
 
 State lives in an instance directory (the persistent one for ``lab up``, a fresh one per
-configuration for ``lab trace``): the QMP and agent sockets, the console log, QEMU's stderr
-and state.json (pid plus its start time, so a recycled pid is never mistaken for our QEMU).
-Whatever goes wrong while booting (an exception, Ctrl-C), QEMU is killed before re-raising.
+configuration for ``lab trace``), private to the user (0700): the QMP and agent sockets, the
+console log, QEMU's stderr and state.json (pid plus its start time and argv, so a recycled pid
+is never mistaken for our QEMU). Whatever goes wrong while booting (an exception, Ctrl-C),
+QEMU is killed before re-raising; a guest booted for one command dies with the lab process
+even on SIGKILL (:func:`~lab.guest.qemu.spawn_qemu`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 import psutil
 
 from ..errors import GuestLostError, LabError
+from ..paths import ensure_state_dir, private_dir, state_dir
 from ..polling import wait_until
 from .agent import AgentClient, AgentUnavailable, ExecResult
 from .console import first_fatal, read_console, scan_console
-from .qemu import BootSpec, build_qemu_argv
+from .qemu import BootSpec, build_qemu_argv, spawn_qemu
 
 __all__ = ["Instance", "Guest"]
 
@@ -60,15 +62,17 @@ class Instance:
         return self.dir / "qemu.stderr"
 
     def prepare(self) -> None:
-        """Create the directory, drop stale sockets, keep the previous console log."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Create the directory (0700), drop stale sockets, keep the previous console log."""
+        if state_dir() in self.dir.parents:
+            ensure_state_dir()
+        private_dir(self.dir)
         for sock in (self.agent_socket, self.qmp_socket):
             if len(str(sock)) > _SUN_PATH_MAX:
                 raise LabError(f"socket path too long for AF_UNIX ({len(str(sock))} bytes): {sock}")
             sock.unlink(missing_ok=True)
         if self.console_log.exists():
             os.replace(self.console_log, self.dir / "console.prev.log")
-        self.console_log.touch()
+        os.close(os.open(self.console_log, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
 
 
 class Guest:
@@ -77,31 +81,64 @@ class Guest:
     def __init__(self, instance: Instance, state: dict[str, Any]) -> None:
         self.instance = instance
         self.state = state
+        self._proc: psutil.Process | None = None
 
     # -- finding and checking the process ---------------------------------------------------
 
     @classmethod
-    def running(cls, instance: Instance) -> Guest | None:
-        """The guest recorded in ``instance`` if its QEMU process is still alive."""
+    def recorded(cls, instance: Instance) -> Guest | None:
+        """The guest ``instance``'s state file describes, alive or not (None: no state)."""
         try:
             state = json.loads(instance.state_file.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        guest = cls(instance, state)
-        return guest if guest.process() else None
+        return cls(instance, state) if isinstance(state, dict) else None
+
+    @classmethod
+    def running(cls, instance: Instance) -> Guest | None:
+        """The guest recorded in ``instance`` if its QEMU process is still alive."""
+        guest = cls.recorded(instance)
+        return guest if guest is not None and guest.process() else None
 
     def process(self) -> psutil.Process | None:
         """Our QEMU process, or None when it is gone (or the pid was recycled)."""
+        return None if self.stale_reason() else self._proc
+
+    def stale_reason(self) -> str | None:
+        """Why the recorded QEMU process is not ours any more; None while it is.
+
+        The pid must exist, have the start time recorded at boot (a recycled pid has a later
+        one) and run the argv recorded at boot (another program reusing the pid does not).
+        """
+        self._proc = None
+        pid = self.state.get("pid")
         try:
-            p = psutil.Process(self.state["pid"])
-            if abs(p.create_time() - self.state["create_time"]) > 1.0:
-                return None
+            p = psutil.Process(int(pid))  # type: ignore[arg-type]
+            if abs(p.create_time() - float(self.state["create_time"])) > 1.0:
+                return f"pid {pid} was reused by another process ({p.name()})"
             if p.status() == psutil.STATUS_ZOMBIE:
-                p.wait(0)  # reap it if it is our child
-                return None
-            return p
-        except (psutil.Error, KeyError, ChildProcessError):
-            return None
+                try:
+                    p.wait(0)  # reap it if it is our child
+                except (psutil.Error, ChildProcessError):
+                    pass
+                return f"QEMU (pid {pid}) has exited"
+            argv = self.state.get("argv")
+            if argv is not None and p.cmdline() != argv:
+                return f"pid {pid} runs another program ({p.name()})"
+        except psutil.NoSuchProcess:
+            return f"QEMU (pid {pid}) has exited"
+        except (psutil.Error, KeyError, TypeError, ValueError) as e:
+            return f"cannot check pid {pid}: {e}"
+        self._proc = p
+        return None
+
+    def agent_answers(self, timeout: float = 10.0) -> bool:
+        """Does the agent answer a ping within ``timeout`` s (QEMU alive but guest hung: no)?"""
+        try:
+            with self.agent() as agent:
+                return agent.ping(timeout=timeout) is not None
+        except (AgentUnavailable, OSError):
+            return False
 
     def lost_reason(self, settle: float = 3.0) -> str | None:
         """Why the guest is unusable: a fatal console event, or QEMU gone; None when fine.
@@ -140,19 +177,22 @@ class Guest:
 
     @classmethod
     def boot(
-        cls, instance: Instance, spec: BootSpec, meta: dict[str, Any], ready_timeout: float
+        cls,
+        instance: Instance,
+        spec: BootSpec,
+        meta: dict[str, Any],
+        ready_timeout: float,
+        die_with_parent: bool = True,
     ) -> Guest:
-        """Start QEMU and return once the agent answers; kill QEMU on any failure."""
+        """Start QEMU and return once the agent answers; kill QEMU on any failure.
+
+        ``die_with_parent`` (the default): QEMU is killed when this process dies, even by
+        SIGKILL. Only ``lab up`` passes False, for the guest that outlives it on purpose.
+        """
         instance.prepare()
         argv = build_qemu_argv(spec)
         with instance.qemu_stderr.open("w") as err:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,  # Ctrl-C reaches the lab, which then stops QEMU itself
-            )
+            proc = spawn_qemu(argv, err, die_with_parent=die_with_parent)
         t0 = time.monotonic()
         state = {
             **meta,
@@ -161,6 +201,7 @@ class Guest:
             "argv": argv,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "console_log": str(instance.console_log),
+            "dies_with_parent": die_with_parent,
         }
         guest = cls(instance, state)
         try:
@@ -248,12 +289,13 @@ class Guest:
                 how = "QMP quit"
                 try:
                     self.qmp("quit")
+                    quitting = True
                 except Exception:  # noqa: BLE001 - the monitor may already be gone
-                    pass
-                if not self._wait_gone(timeout / 2):
+                    quitting = False
+                if not (quitting and self._wait_gone(timeout / 2)):
                     how = "killed"
                     self.kill()
-        self._forget()
+        self.forget()
         return how
 
     def kill(self) -> None:
@@ -265,9 +307,10 @@ class Guest:
                 p.wait(10)
             except psutil.Error:
                 pass
-        self._forget()
+        self.forget()
 
-    def _forget(self) -> None:
+    def forget(self) -> None:
+        """Drop the state file and sockets (the console log stays, for the post-mortem)."""
         self.instance.state_file.unlink(missing_ok=True)
         for sock in (self.instance.agent_socket, self.instance.qmp_socket):
             sock.unlink(missing_ok=True)
