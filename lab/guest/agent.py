@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LabError
+from ..polling import wait_until
 
 __all__ = ["AgentClient", "ExecResult", "AgentUnavailable"]
 
@@ -146,10 +147,8 @@ class AgentClient:
                 raise AgentUnavailable(f"the guest agent channel broke: {e}") from e
             if not chunk:
                 if watch:  # QEMU closes the channel as it exits: give it a moment to be gone
-                    end = time.monotonic() + 5
-                    while time.monotonic() < end:
-                        watch()
-                        time.sleep(0.2)
+                    # watch() raises once QEMU's exit or a panic shows; until then, keep looking
+                    wait_until(lambda: bool(watch()), timeout=5)
                 raise AgentUnavailable("the guest agent closed the connection")
             self._buf += chunk
 

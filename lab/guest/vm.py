@@ -217,20 +217,21 @@ class Guest:
             raise
 
     def _wait_ready(self, t0: float, ready_timeout: float) -> dict[str, Any]:
-        while True:
-            self.watch()
-            if time.monotonic() - t0 > ready_timeout:
-                raise GuestLostError(
-                    f"boot hung: no answer from the agent within {ready_timeout:.0f} s",
-                    str(self.instance.console_log),
-                )
+        def pong() -> dict[str, Any] | None:
+            self.watch()  # raises GuestLostError as soon as the console or QEMU shows trouble
             try:
                 with self.agent() as agent:
-                    pong = agent.ping(timeout=1.0)
-                if pong:
-                    return pong
+                    return agent.ping(timeout=1.0)
             except AgentUnavailable:
-                time.sleep(0.2)
+                return None
+
+        answer = wait_until(pong, max(0.0, ready_timeout - (time.monotonic() - t0)))
+        if not answer:
+            raise GuestLostError(
+                f"boot hung: no answer from the agent within {ready_timeout:.0f} s",
+                str(self.instance.console_log),
+            )
+        return answer
 
     # -- talking to it ----------------------------------------------------------------------
 
