@@ -35,7 +35,24 @@ for attempt in 1 2; do
 done
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
 
-PY=${PYTHON:-python3}
+# Python >= 3.11.4: bundle import relies on tarfile's extraction filters (PEP 706). Debian
+# bookworm's own python3 is 3.11.2 without them, so take a newer one from PATH, or PYTHON=.
+py_ok() { "$1" -c 'import sys, tarfile; sys.exit(not (sys.version_info >= (3, 11, 4) and hasattr(tarfile, "data_filter")))' 2>/dev/null; }
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for cand in python3 python3.13 python3.12; do
+    if command -v "$cand" >/dev/null && py_ok "$cand"; then PY=$cand; break; fi
+  done
+fi
+if [ -z "$PY" ] || ! py_ok "$PY"; then
+  echo "setup: error: need Python >= 3.11.4 (tarfile's data filter); $(python3 --version 2>&1) is too old." >&2
+  echo "setup: install a newer Python (pyenv, uv python install 3.12) and re-run with PYTHON=/path/to/python3" >&2
+  exit 1
+fi
+if [ -x .venv/bin/python ] && ! py_ok .venv/bin/python; then
+  echo "setup: .venv was made with an older Python; making it again with $PY"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
