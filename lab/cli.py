@@ -42,6 +42,11 @@ def _register_optional() -> None:
 
     trace.register(app)
 
+    from .costmodel import cli as costmodel_cli  # issue 12
+
+    app.add_typer(costmodel_cli.app, name="cost-model",
+                  help="Machine models for the cost plugin's counts (issue 12).")
+
 
 _register_optional()
 

@@ -190,7 +190,7 @@ def _record(
     if ops <= 0:
         raise LabError(f"workload {cell.workload.name} reported no completed operations")
     att = getattr(session, "attachment", None)
-    return {
+    rec = {
         "schema": SCHEMA,
         "run_id": run.run_id,
         "config": cfg.name,
@@ -214,6 +214,11 @@ def _record(
         "host": meas.extra.get("host", {}),
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    # cost model (issue 12): the plugin's raw counts for this repeat's windows, any model
+    # can price them later (lab/costmodel)
+    if meas.extra.get("costmodel"):
+        rec["costmodel"] = meas.extra["costmodel"]
+    return rec
 
 
 def start_run(m: Matrix, name: str, extra: dict[str, Any] | None = None,

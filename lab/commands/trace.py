@@ -35,6 +35,14 @@ HEADLINE = [
 ]
 
 
+# cost model (issue 12)
+CostModelOpt = Annotated[
+    str | None,
+    typer.Option("--cost-model", help="Machine model (lab cost-model list): count with the TCG "
+                 "cost plugin and show modelled cycles; implies --icount."),
+]
+
+
 def _can_boot() -> str | None:
     """Why no guest can boot on this host, or None when one can."""
     from ..config import load_boot_defaults
@@ -71,6 +79,7 @@ def trace(
     probes: Annotated[
         Path | None, typer.Option(help="Probe-set TOML (default: lab/tracers/probes.toml).")
     ] = None,
+    cost_model: CostModelOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Count kmaps, page-table pages and TLB flushes while a workload runs, per configuration."""
@@ -83,16 +92,45 @@ def trace(
     configs = parse_config_list(config)
     probe_set = load_probe_set(probes)
     boot = BootOptions(
-        mem_mib=parse_mem_mib(mem), cpus=cpus, icount=icount, append=tuple(append or ())
+        mem_mib=parse_mem_mib(mem), cpus=cpus, icount=icount or cost_model is not None,
+        append=tuple(append or ()), cost_model=_cost_model_name(cost_model),
     )
     chosen = choose_backend(backend, _can_boot)
+    if cost_model and chosen != "ftrace":  # cost model (issue 12): needs the real guest
+        raise UsageError(f"--cost-model needs the ftrace backend (a real guest), not {chosen}")
     plan = Matrix(configs, [Cell(spec, params, repeat)], chosen, probe_set, boot)
     run = run_trace(plan)
     if json_out:
-        print_json(_show_data(run.run_id))
+        print_json(_with_costmodel(_show_data(run.run_id), run.run_id, cost_model))
     else:
         _print_show(run.run_id)
+        _print_costmodel(run.run_id, cost_model)
         ui.out_console.print(f"run {run.run_id} recorded in {run.path}")
+
+
+# ---- cost model (issue 12): kept apart from the report code, which is being refactored ----
+def _cost_model_name(name: str | None) -> str | None:
+    """Validate --cost-model before anything boots (exit 2 on an unknown model)."""
+    if name is None:
+        return None
+    from ..costmodel import load_model
+
+    return load_model(name).name
+
+
+def _with_costmodel(data: dict[str, Any], run_id: str, model: str | None) -> dict[str, Any]:
+    if model:
+        from ..costmodel.show import costmodel_data
+
+        data["costmodel"] = costmodel_data(open_run(run_id).records(), model)
+    return data
+
+
+def _print_costmodel(run_id: str, model: str | None) -> None:
+    if model:
+        from ..costmodel.show import print_costmodel
+
+        print_costmodel(open_run(run_id).records(), model)
 
 
 def _gap_of(manifest: dict[str, Any], gap: str | None) -> tuple[str, str] | None:
@@ -295,13 +333,16 @@ def runs(
 def show(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix, path, or 'latest').")],
     gap: Annotated[str | None, typer.Option(help="BASELINE,FLOOR: also show the share of the baseline → floor gap (guest time, highmem kmaps) each other configuration recovers. Default: the study plan's 'gap'.")] = None,
+    cost_model: Annotated[str | None, typer.Option("--cost-model", help="Also price the run's recorded cost-plugin counts with this machine model (lab cost-model list).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Counts per configuration, per workload unit, with their spread across repeats."""
+    _cost_model_name(cost_model)
     if json_out:
-        print_json(_show_data(run, gap))
+        print_json(_with_costmodel(_show_data(run, gap), run, cost_model))
     else:
         _print_show(run, gap)
+        _print_costmodel(run, cost_model)
 
 
 @cli_errors
@@ -361,6 +402,8 @@ def study(
 
     plan = load_plan(plan_file, backend)
     m = replace(plan.matrix, backend=choose_backend(plan.matrix.backend, _can_boot))
+    if m.boot.cost_model and m.backend != "ftrace":  # cost model (issue 12)
+        raise UsageError(f"{plan_file}: cost_model needs the ftrace backend, not {m.backend}")
     run = None if new else find_resumable(plan)
     if run is None:
         run = start_run(m, plan.name, {"kind": "study", "plan": str(plan_file),

@@ -46,6 +46,8 @@ class BootSpec:
     console_log: Path
     agent_socket: Path
     qmp_socket: Path
+    # cost model (issue 12): the value of QEMU's -plugin option, "" for none
+    plugin: str = ""
 
 
 def kernel_cmdline(args: list[str] | tuple[str, ...]) -> str:
@@ -73,6 +75,8 @@ def build_qemu_argv(spec: BootSpec) -> list[str]:
     """
     if spec.icount and spec.accel != "tcg":
         raise UsageError("--icount needs TCG; it cannot be combined with KVM")
+    if spec.plugin and not spec.icount:  # cost model: deterministic counts need icount
+        raise UsageError("a TCG plugin (--cost-model) needs --icount")
     cpus = 1 if spec.icount else spec.cpus
     argv = [
         spec.qemu,
@@ -111,6 +115,8 @@ def build_qemu_argv(spec: BootSpec) -> list[str]:
     ]
     if spec.icount:
         argv += ["-icount", "shift=0,sleep=off"]
+    if spec.plugin:
+        argv += ["-plugin", spec.plugin]
     return argv
 
 
