@@ -200,9 +200,33 @@ static void translate(uint64_t addr, int instr)
 
 /* ---- callbacks ------------------------------------------------------------------------- */
 
+enum rep_kind { REP_NONE, REP_STORE, REP_LOAD, REP_CMPS };
+
+/*
+ * Every load and store: counted always (a window reports the difference), priced by the TLB
+ * model inside a window. udata is NULL, or a rep string instruction's kind | size << 4 |
+ * kernel << 8, whose iterations are counted from its own accesses. QEMU 7.2's inline memory
+ * ops do not honour their R/W filter (docs/cost-model.md), so loads, stores and rep
+ * iterations are counted here, from qemu_plugin_mem_is_store().
+ */
 static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *ud)
 {
-	(void)vcpu, (void)info, (void)ud;
+	int store = qemu_plugin_mem_is_store(info);
+	uintptr_t rep = (uintptr_t)ud;
+
+	(void)vcpu;
+	g[store ? G_STORES : G_LOADS]++;
+	if (rep) {
+		unsigned kind = rep & 15, size = (rep >> 4) & 15, kernel = (rep >> 8) & 1;
+
+		if (kind == REP_CMPS) {
+			g[G_CMPS_LOADS_USER + kernel]++;
+			g[G_CMPS_BYTES_USER + kernel] += size;
+		} else if ((kind == REP_STORE) == store) {
+			g[G_REP_ITERS_USER + kernel]++;
+			g[G_REP_BYTES_USER + kernel] += size;
+		}
+	}
 	if (!active)
 		return;
 	vaddr &= 0xffffffffu;
@@ -333,8 +357,6 @@ static void on_marker(unsigned int vcpu, void *ud)
 
 /* ---- translation: decode just enough x86 ----------------------------------------------- */
 
-enum rep_kind { REP_NONE, REP_STORE, REP_LOAD, REP_CMPS };
-
 /* The agent's window markers: `nopl MAGIC(%eax)`, 0F 1F 80 imm32, in user mode only. */
 static void instrument_marker(struct qemu_plugin_insn *insn, const uint8_t *b, size_t n,
 			      int kernel)
@@ -364,13 +386,6 @@ static void instrument(struct qemu_plugin_insn *insn)
 	}
 	qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
 						   &g[G_EXEC_USER + kernel], 1);
-	qemu_plugin_register_vcpu_mem_inline(insn, QEMU_PLUGIN_MEM_R, QEMU_PLUGIN_INLINE_ADD_U64,
-					     &g[G_LOADS], 1);
-	qemu_plugin_register_vcpu_mem_inline(insn, QEMU_PLUGIN_MEM_W, QEMU_PLUGIN_INLINE_ADD_U64,
-					     &g[G_STORES], 1);
-	qemu_plugin_register_vcpu_mem_cb(insn, on_mem, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_RW,
-					 NULL);
-
 	for (; i < n; i++) {	/* legacy prefixes */
 		if (b[i] == 0xf2 || b[i] == 0xf3)
 			rep = 1;
@@ -380,58 +395,45 @@ static void instrument(struct qemu_plugin_insn *insn)
 			   b[i] == 0x3e || b[i] == 0x26 || b[i] == 0x64 || b[i] == 0x65))
 			break;
 	}
-	if (i >= n)
+	if (rep && i < n) {
+		switch (b[i]) {
+		case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0x6c: case 0x6d:
+			kind = REP_STORE;	/* movs, stos, ins: one store per iteration */
+			break;
+		case 0xac: case 0xad: case 0xae: case 0xaf: case 0x6e: case 0x6f:
+			kind = REP_LOAD;	/* lods, scas, outs: one load per iteration */
+			break;
+		case 0xa6: case 0xa7:
+			kind = REP_CMPS;	/* two loads per iteration */
+			break;
+		default:
+			break;		/* rep nop (pause), rep ret, tzcnt...: no string */
+		}
+	}
+	size = kind && (b[i] & 1) ? (opsize16 ? 2 : 4) : 1;
+	qemu_plugin_register_vcpu_mem_cb(
+		insn, on_mem, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_RW,
+		kind ? (void *)(uintptr_t)(kind | size << 4 | (unsigned)kernel << 8) : NULL);
+	if (kind) {
+		qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
+							   &g[G_REP_EXEC_USER + kernel], 1);
 		return;
-	if (b[i] == 0x0f && i + 1 < n) {
+	}
+	if (i + 1 >= n || b[i] != 0x0f)
+		return;
+	{
 		uint8_t op = b[i + 1], modrm = i + 2 < n ? b[i + 2] : 0;
 		unsigned reg = (modrm >> 3) & 7, mod = modrm >> 6;
 
-		if (op == 0x01 && i + 2 < n && reg == 7 && mod != 3) {
+		if (op == 0x01 && i + 2 < n && reg == 7 && mod != 3)
 			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_invlpg,
 							       QEMU_PLUGIN_CB_NO_REGS, NULL);
-		} else if (op == 0x22 && i + 2 < n && (reg == 3 || reg == 4)) {
+		else if (op == 0x22 && i + 2 < n && (reg == 3 || reg == 4))
 			qemu_plugin_register_vcpu_insn_exec_cb(insn, reg == 3 ? on_cr3 : on_cr4,
 							       QEMU_PLUGIN_CB_NO_REGS, NULL);
-		} else {
+		else
 			instrument_marker(insn, b, n, kernel);
-		}
-		return;
 	}
-	if (!rep)
-		return;
-	switch (b[i]) {
-	case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0x6c: case 0x6d:
-		kind = REP_STORE;	/* movs, stos, ins: one store per iteration */
-		break;
-	case 0xac: case 0xad: case 0xae: case 0xaf: case 0x6e: case 0x6f:
-		kind = REP_LOAD;	/* lods, scas, outs: one load per iteration */
-		break;
-	case 0xa6: case 0xa7:
-		kind = REP_CMPS;
-		break;
-	default:
-		return;		/* rep nop (pause), rep ret, tzcnt...: not string instructions */
-	}
-	size = (b[i] & 1) ? (opsize16 ? 2 : 4) : 1;
-	qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
-						   &g[G_REP_EXEC_USER + kernel], 1);
-	if (kind == REP_CMPS) {
-		qemu_plugin_register_vcpu_mem_inline(insn, QEMU_PLUGIN_MEM_R,
-						     QEMU_PLUGIN_INLINE_ADD_U64,
-						     &g[G_CMPS_LOADS_USER + kernel], 1);
-		qemu_plugin_register_vcpu_mem_inline(insn, QEMU_PLUGIN_MEM_R,
-						     QEMU_PLUGIN_INLINE_ADD_U64,
-						     &g[G_CMPS_BYTES_USER + kernel], size);
-		return;
-	}
-	qemu_plugin_register_vcpu_mem_inline(insn, kind == REP_STORE ? QEMU_PLUGIN_MEM_W
-								     : QEMU_PLUGIN_MEM_R,
-					     QEMU_PLUGIN_INLINE_ADD_U64,
-					     &g[G_REP_ITERS_USER + kernel], 1);
-	qemu_plugin_register_vcpu_mem_inline(insn, kind == REP_STORE ? QEMU_PLUGIN_MEM_W
-								     : QEMU_PLUGIN_MEM_R,
-					     QEMU_PLUGIN_INLINE_ADD_U64,
-					     &g[G_REP_BYTES_USER + kernel], size);
 }
 
 static void on_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
