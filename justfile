@@ -39,3 +39,7 @@ bench-boot runs="5":
 # tracer overhead: forkstorm guest time with and without probes, under --icount
 bench-trace procs="1000" repeat="3":
     python3 benchmarks/bench_trace_overhead.py --procs {{procs}} --repeat {{repeat}}
+
+# cost-model plugin overhead: host wall time of the same forkstorm run with and without it (icount)
+bench-costmodel runs="3" procs="1000":
+    python3 benchmarks/bench_costmodel.py --runs {{runs}} --procs {{procs}}
