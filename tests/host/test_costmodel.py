@@ -276,3 +276,47 @@ def test_windows_are_read_after_a_torn_line_and_one_new_one_is_taken(tmp_path: P
     with pytest.raises(LabError, match="0 windows"):
         new_window(path, 2)
     assert read_windows(tmp_path / "missing") == []
+
+
+# ---- tlbtouch, the calibration workload --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tlbtouch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lab.workloads import load_workload
+
+    out = tmp_path_factory.mktemp("bin") / "tlbtouch"
+    proc = subprocess.run(["gcc", "-m32", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+                           str(out), str(load_workload("tlbtouch").source)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    return out
+
+
+def test_tlbtouch_spec_matches_its_c_table() -> None:
+    import re
+
+    from lab.workloads import load_workload
+
+    spec = load_workload("tlbtouch")
+    assert spec.unit == "touch" and spec.description and spec.self_check
+    table = re.findall(r'\{\s*"(\w+)",\s*(\d+),\s*(\d+),\s*(\d+)\s*\}', spec.source.read_text())
+    assert {n: (int(d), int(lo), int(hi)) for n, d, lo, hi in table} == {
+        p: (s.default, s.min, s.max) for p, s in spec.params.items()}
+
+
+def test_tlbtouch_runs_and_checks_itself(tlbtouch: Path) -> None:
+    from lab.workloads import load_workload, parse_report
+
+    spec = load_workload("tlbtouch")
+    params = spec.resolve({"pages": "100", "passes": "3", "clears": "5"})
+    proc = subprocess.run([str(tlbtouch), *spec.argv(params)[1:]], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+    report = parse_report(proc.stdout)
+    assert report["ops"] == 300 and report["errors"] == 0 and report["params"] == params
+    for bad in (["--pages", "0"], ["--clears", "100001"], ["--passes", "x"], ["--bogus", "1"]):
+        res = subprocess.run([str(tlbtouch), *bad], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and res.stderr.startswith("tlbtouch: ")
+    dis = subprocess.run(["objdump", "-d", str(tlbtouch)], capture_output=True, text=True).stdout
+    assert "rep stos %eax,%es:(%edi)" in dis, "the clear must be one rep stosl"
