@@ -415,9 +415,10 @@ def study(
     with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
         run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
     if json_out:
-        print_json(_show_data(run.run_id))
+        print_json(_with_costmodel(_show_data(run.run_id), run.run_id, m.boot.cost_model))
     else:
         _print_show(run.run_id)
+        _print_costmodel(run.run_id, m.boot.cost_model)
         ui.out_console.print(f"study {plan.name} recorded in {run.path}")
 
 
