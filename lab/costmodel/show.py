@@ -18,10 +18,10 @@ from . import load_model, per_unit
 __all__ = ["costmodel_data", "print_costmodel", "cmd_list"]
 
 _COLUMNS = [
-    ("cycles", "modelled cycles"),
-    ("tlb_cycles", "of which TLB"),
+    ("cycles", "cycles"),
+    ("tlb_cycles", "TLB cyc"),
     ("invlpg", "INVLPG"),
-    ("walks", "page walks"),
+    ("walks", "walks"),
     ("icount_ns", "icount ns"),
 ]
 
@@ -50,9 +50,10 @@ def costmodel_data(records: list[dict[str, Any]], model_name: str) -> dict[str, 
 
 def _fmt(cell: dict[str, float]) -> str:
     mean, lo, hi = cell["mean"], cell["lo"], cell["hi"]
+    digits = 0 if abs(mean) >= 1000 else 1
     if math.isnan(lo) or math.isnan(hi):
-        return f"{mean:,.1f}"
-    return f"{mean:,.1f} ±{(hi - lo) / 2:,.1f}"
+        return f"{mean:,.{digits}f}"
+    return f"{mean:,.{digits}f} ±{(hi - lo) / 2:,.{digits}f}"
 
 
 def print_costmodel(records: list[dict[str, Any]], model_name: str) -> None:
@@ -61,18 +62,18 @@ def print_costmodel(records: list[dict[str, Any]], model_name: str) -> None:
         ui.warn(f"the run has no cost-plugin counts: trace it with --cost-model {model_name}")
         return
     geo = ", ".join(data["tlb_geometry_from"])
-    table = Table(title=f"per unit, modelled on {data['model']} "
-                  f"(TLB geometry simulated at run time: {geo})")
-    table.add_column("workload")
-    table.add_column("config")
+    table = Table(title=f"per unit, modelled cycles on {data['model']} beside icount "
+                  f"(TLB geometry simulated at run time: {geo}); Δ: vs the first config")
+    table.add_column("workload", overflow="fold")
+    table.add_column("config", overflow="fold")
     for _, title in _COLUMNS:
-        table.add_column(title, justify="right")
-    table.add_column("Δ cycles / Δ icount", justify="right")
-    for row in data["rows"]:
+        table.add_column(title, justify="right", overflow="fold")
+    table.add_column("Δ cyc", justify="right")
+    table.add_column("Δ icount", justify="right")
+    for row in sorted(data["rows"], key=lambda r: (r["workload"], r["params"])):
         dc, di = row["cycles_vs_first"], row["icount_ns_vs_first"]
-        delta = "-" if dc is None or di is None else f"{dc:+.1%} / {di:+.1%}"
-        table.add_row(row["workload"], row["config"],
-                      *(_fmt(row[k]) for k, _ in _COLUMNS), delta)
+        table.add_row(row["workload"], row["config"], *(_fmt(row[k]) for k, _ in _COLUMNS),
+                      "-" if dc is None else f"{dc:+.1%}", "-" if di is None else f"{di:+.1%}")
     ui.out_console.print(table)
 
 
