@@ -212,3 +212,15 @@ def test_the_plugin_builds_against_a_system_header_too(tmp_path: Path) -> None:
                            "-o", str(tmp_path / "x.so"), str(src)], capture_output=True,
                           text=True, env={**os.environ, "LC_ALL": "C"})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_itlb_per_block_and_page(harness: Path, tmp_path: Path) -> None:
+    """One ITLB lookup per executed block, for its first and (if another page) its last
+    byte's page; the kernel's direct map is one 2 MiB entry."""
+    code, _, recs = _run(harness, tmp_path, "itlb")
+    assert code == 0
+    w = recs[-1]
+    assert w["itlb_access"] == 4                       # four block executions
+    assert w["itlb_l1_miss_user"] == 2 and w["itlb_walk_user"] == 2   # two pages, once
+    assert w["itlb_l1_miss_kernel"] == 1 and w["itlb_walk_kernel"] == 1
+    assert w["exec_user"] == 2 * 2 + 1 and w["exec_kernel"] == 2      # + the end marker

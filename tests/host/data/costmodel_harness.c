@@ -21,6 +21,13 @@ struct qemu_plugin_insn {
 	void *mud;
 };
 
+struct qemu_plugin_tb {
+	struct qemu_plugin_insn *insns[4];
+	size_t n;
+	qemu_plugin_vcpu_udata_cb_t cb;
+	void *ud;
+};
+
 void qemu_plugin_outs(const char *s) { fputs(s, stderr); }
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *u)
 { (void)id, (void)cb, (void)u; }
@@ -30,7 +37,7 @@ void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu
 void qemu_plugin_reset(qemu_plugin_id_t id, qemu_plugin_simple_cb_t cb) { trans_cb = NULL; cb(id); }
 void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
 					  enum qemu_plugin_cb_flags f, void *u)
-{ (void)tb, (void)cb, (void)f, (void)u; }
+{ (void)f; tb->cb = cb; tb->ud = u; }
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *i, qemu_plugin_vcpu_udata_cb_t cb,
 					    enum qemu_plugin_cb_flags f, void *u)
 { (void)f; i->cb = cb; i->ud = u; }
@@ -44,16 +51,16 @@ void qemu_plugin_register_vcpu_mem_inline(struct qemu_plugin_insn *i, enum qemu_
 					  enum qemu_plugin_op op, void *p, uint64_t imm)
 { (void)op; i->mem[i->nmem].rw = rw; i->mem[i->nmem].p = p; i->mem[i->nmem++].imm = imm; }
 bool qemu_plugin_mem_is_store(qemu_plugin_meminfo_t info) { return (info >> 6) & 1; }
-size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb) { (void)tb; return 0; }
-uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb) { (void)tb; return 0; }
+size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb) { return tb->n; }
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb) { return tb->insns[0]->va; }
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t i)
-{ (void)tb, (void)i; return NULL; }
+{ return tb->insns[i]; }
 const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *i) { return i->b; }
 size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *i) { return i->n; }
 uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *i) { return i->va; }
 
-/* Translate (as QEMU does before running a TB) and return the instrumented instruction. */
-static struct qemu_plugin_insn *insn(uint64_t va, const char *hex)
+/* Decode hex bytes at va; instrumented unless in a translation block (on_trans does it). */
+static struct qemu_plugin_insn *decode(uint64_t va, const char *hex, int alone)
 {
 	static struct qemu_plugin_insn pool[64];
 	static int used;
@@ -68,8 +75,41 @@ static struct qemu_plugin_insn *insn(uint64_t va, const char *hex)
 		while (*hex == ' ')
 			hex++;
 	}
-	instrument(i);
+	if (alone)
+		instrument(i);
 	return i;
+}
+
+static struct qemu_plugin_insn *insn(uint64_t va, const char *hex)
+{
+	return decode(va, hex, 1);
+}
+
+/* A translation block of instructions at consecutive addresses, translated by the plugin. */
+static struct qemu_plugin_tb *block(uint64_t va, const char *a, const char *b)
+{
+	static struct qemu_plugin_tb pool[8];
+	static int used;
+	struct qemu_plugin_tb *tb = &pool[used++];
+
+	memset(tb, 0, sizeof(*tb));
+	tb->insns[tb->n++] = decode(va, a, 0);
+	if (b)
+		tb->insns[tb->n++] = decode(va + tb->insns[0]->n, b, 0);
+	on_trans(1, tb);
+	return tb;
+}
+
+static void run(struct qemu_plugin_insn *i, int rw, uint64_t addr);
+
+static void run_block(struct qemu_plugin_tb *tb)
+{
+	size_t k;
+
+	if (tb->cb)
+		tb->cb(0, tb->ud);
+	for (k = 0; k < tb->n; k++)
+		run(tb->insns[k], 0, 0);
 }
 
 /* One memory access of an executing instruction (rw 1: load, 2: store). */
@@ -148,6 +188,19 @@ int main(int argc, char **argv)
 			touch_mem(stos, 1, 0xc2000100u);
 		}
 		run(stos, 0, 0);
+		run(insn(USER, END), 0, 0);
+	} else if (!strcmp(scenario, "itlb")) {
+		/* a user block whose last instruction crosses into the next page, run twice;
+		 * two kernel blocks in one 2 MiB page of the direct map */
+		struct qemu_plugin_tb *u = block(0x08049ffcu, "8d 76 00", "66 90");
+		struct qemu_plugin_tb *k1 = block(0xc1000000u, "90", NULL);
+		struct qemu_plugin_tb *k2 = block(0xc1100000u, "90", NULL);
+
+		run(insn(USER, START), 0, 0);
+		run_block(u);
+		run_block(u);
+		run_block(k1);
+		run_block(k2);
 		run(insn(USER, END), 0, 0);
 	} else if (!strcmp(scenario, "tlb")) {
 		/* 100 user pages read twice: 1st pass L1 + L2 misses, 2nd pass L1 misses only
