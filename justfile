@@ -51,3 +51,7 @@ bench-trace procs="1000" repeat="3":
 # SMP evidence: 2-vCPU real-time boots, each with probe attach/forkstorm/detach cycles; counts soft lockups (thread=single|multi)
 smp-evidence boots="20" cycles="10" thread="single":
     python3 benchmarks/smp_probe_cycles.py --boots {{boots}} --cycles {{cycles}} --thread {{thread}} --log results/smp-evidence-{{thread}}.jsonl
+
+# cost-model plugin overhead: host wall time of the same forkstorm run with and without it (icount)
+bench-costmodel runs="3" procs="1000":
+    python3 benchmarks/bench_costmodel.py --runs {{runs}} --procs {{procs}}

@@ -6,6 +6,7 @@ import typer
 
 from . import __version__
 from .commands import bundle, dashboards, guest, kernel, measure, reports, results
+from .costmodel import cli as costmodel_cli
 
 __all__ = ["app", "main"]
 
@@ -35,6 +36,8 @@ app.command("dashboard")(dashboards.dashboard)
 app.command("report")(reports.report)
 app.command("study")(measure.study)
 app.command("profile")(measure.profile)
+app.add_typer(costmodel_cli.app, name="cost-model",
+              help="Machine models for the cost plugin's counts: list them with their sources.")
 
 
 @app.callback(invoke_without_command=True)

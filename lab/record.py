@@ -41,7 +41,7 @@ def build_record(
     absent: dict[str, str], meas: Measurement,
 ) -> dict[str, Any]:
     """One repeat's record, as appended to runs.jsonl."""
-    return {
+    rec: dict[str, Any] = {
         "schema": SCHEMA,
         "run_id": run_id,
         "config": config,
@@ -65,6 +65,11 @@ def build_record(
         "host": meas.extra.get("host", {}),
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    # The cost-model plugin's raw counts for this repeat's windows (lab/costmodel): stored
+    # raw, so any machine model can price them later without re-running.
+    if meas.extra.get("costmodel"):
+        rec["costmodel"] = meas.extra["costmodel"]
+    return rec
 
 
 def record_problem(rec: Any, run_id: str) -> str | None:

@@ -34,7 +34,7 @@ __all__ = ["StudyPlan", "load_plan", "find_resumable", "plan_path", "PLAN_FILE"]
 PLAN_FILE = "plan.toml"
 
 _TOP_KEYS = {"name", "description", "configs", "timing", "cpus", "mem", "repeat", "backend",
-             "append", "probes", "gap", "cell"}
+             "append", "probes", "gap", "cell", "cost_model"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ def _resolved(data: dict[str, Any], cells: list[Cell], opts: BootOptions) -> dic
         "timing": data.get("timing", "icount"), "mem_mib": opts.mem_mib, "cpus": opts.cpus,
         "append": list(opts.append), "backend": data.get("backend", "auto"),
         "probes": data.get("probes"),
+        **({"cost_model": opts.cost_model} if opts.cost_model else {}),
     }
 
 
@@ -106,11 +107,19 @@ def load_plan(path: Path, backend: str | None = None) -> StudyPlan:
             raise UsageError(f"{path}: cell {n}: repeat {repeat} out of range 1..100")
         params = spec.resolve({k: str(v) for k, v in raw.get("params", {}).items()})
         cells.append(Cell(spec, params, repeat))
+    cost_model = data.get("cost_model")  # issue 12: a machine model, needs icount
+    if cost_model is not None:
+        from .costmodel import load_model
+
+        if timing != "icount":
+            raise UsageError(f"{path}: cost_model needs timing = 'icount'")
+        cost_model = load_model(str(cost_model)).name
     opts = BootOptions(
         mem_mib=parse_mem_mib(str(data.get("mem", "8G"))),
         cpus=1 if timing == "icount" else int(data.get("cpus", 2)),
         icount=timing == "icount",
         append=tuple(str(a) for a in data.get("append", [])),
+        cost_model=cost_model,
     )
     probes = load_probe_set(path.parent / data["probes"] if data.get("probes") else None)
     chosen = backend or str(data.get("backend", "auto"))

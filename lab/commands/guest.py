@@ -58,6 +58,11 @@ def up(
             help="Print the QEMU command and what would be fetched or built; do nothing.",
         ),
     ] = False,
+    cost_model: Annotated[
+        str | None,
+        typer.Option("--cost-model", help="Load the cost plugin with this machine model "
+                     "(implies --icount); each `lab exec` is one window (issue 12)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Provision and boot the 32-bit PAE guest; return once its agent answers."""
@@ -68,6 +73,7 @@ def up(
         icount=icount,
         accel=accel,
         append=tuple(append or ()),
+        cost_model=cost_model,
     )
     inst = default_instance()
     running = Guest.running(inst)

@@ -21,6 +21,7 @@ from ..sizes import parse_mem_mib
 from ..tracers import AUTO, BACKENDS, backend_help, load_probe_set
 from ..workloads import list_workloads, load_workload, parse_param_args
 from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
+from .costmodel_opts import CostModelOpt, cost_model_name, print_costmodel, with_costmodel
 from .show_render import print_show, show_data
 
 __all__ = ["trace", "study", "profile"]
@@ -62,6 +63,7 @@ def trace(
     probes: Annotated[
         Path | None, typer.Option(help="Probe-set TOML (default: lab/tracers/probes.toml).")
     ] = None,
+    cost_model: CostModelOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Count kmaps, page-table pages and TLB flushes while a workload runs, per configuration."""
@@ -74,15 +76,19 @@ def trace(
     configs = parse_config_list(config)
     probe_set = load_probe_set(probes)
     boot = BootOptions(
-        mem_mib=parse_mem_mib(mem), cpus=cpus, icount=icount, append=tuple(append or ())
+        mem_mib=parse_mem_mib(mem), cpus=cpus, icount=icount or cost_model is not None,
+        append=tuple(append or ()), cost_model=cost_model_name(cost_model),
     )
     chosen = choose_backend(backend, _can_boot)
+    if cost_model and chosen != "ftrace":  # the plugin counts in a real guest only
+        raise UsageError(f"--cost-model needs the ftrace backend (a real guest), not {chosen}")
     plan = Matrix(configs, [Cell(spec, params, repeat)], chosen, probe_set, boot)
     run = run_trace(plan)
     if json_out:
-        print_json(jsonable(show_data(run.run_id)))
+        print_json(jsonable(with_costmodel(show_data(run.run_id), run.run_id, cost_model)))
     else:
         print_show(run.run_id)
+        print_costmodel(run.run_id, cost_model)
         ui.out_console.print(f"run {run.run_id} recorded in {run.path}")
 
 
@@ -111,6 +117,8 @@ def study(
         raise UsageError(f"--publish needs the plan in a study folder (analysis/NAME/plan.toml),"
                          f" not {plan.path}")
     m = replace(plan.matrix, backend=choose_backend(plan.matrix.backend, _can_boot))
+    if m.boot.cost_model and m.backend != "ftrace":  # the plugin counts in a real guest only
+        raise UsageError(f"{plan_file}: cost_model needs the ftrace backend, not {m.backend}")
     if publish and m.simulated and folder is not None and folder.path.resolve().is_relative_to(
             repo_root()):
         raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
@@ -126,9 +134,11 @@ def study(
     with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
         run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
     if json_out:
-        print_json(jsonable(show_data(run.run_id)))
+        print_json(jsonable(with_costmodel(show_data(run.run_id), run.run_id,
+                                           m.boot.cost_model)))
     else:
         print_show(run.run_id)
+        print_costmodel(run.run_id, m.boot.cost_model)
         ui.out_console.print(f"study {plan.name} recorded in {run.path}")
     if publish and folder is not None:
         from ..bundle import export_bundle

@@ -11,6 +11,7 @@ from .. import ui
 from ..report import SCHEMA_VERSION, jsonable
 from ..results import list_runs
 from .common import JsonOpt, cli_errors, print_json
+from .costmodel_opts import cost_model_name, print_costmodel, with_costmodel
 from .show_render import print_show, show_data
 
 __all__ = ["runs", "show", "runs_lines"]
@@ -68,10 +69,13 @@ def runs(
 def show(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix, path, or 'latest').")],
     gap: Annotated[str | None, typer.Option(help="BASELINE,FLOOR: also show the share of the baseline → floor gap (guest time, highmem kmaps) each other configuration recovers. Default: the study plan's 'gap'.")] = None,
+    cost_model: Annotated[str | None, typer.Option("--cost-model", help="Also price the run's recorded cost-plugin counts with this machine model (lab cost-model list).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Counts per configuration, per workload unit, with their spread across repeats."""
+    cost_model_name(cost_model)
     if json_out:
-        print_json(jsonable(show_data(run, gap)))
+        print_json(jsonable(with_costmodel(show_data(run, gap), run, cost_model)))
     else:
         print_show(run, gap)
+        print_costmodel(run, cost_model)

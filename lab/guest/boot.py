@@ -33,6 +33,9 @@ class BootOptions:
     icount: bool = False
     accel: str = "auto"
     append: tuple[str, ...] = ()
+    #: a machine model in lab/costmodel/models (issue 12): loads the counting plugin, implies
+    #: icount
+    cost_model: str | None = None
 
 
 @dataclass
@@ -58,6 +61,12 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
         raise UsageError(f"--cpus {opts.cpus} out of range: 1 to 8")
     if opts.accel not in ("auto", "tcg", "kvm"):
         raise UsageError(f"unknown accelerator {opts.accel!r}: choose auto, tcg or kvm")
+    if opts.accel == "kvm" and (opts.icount or opts.cost_model):
+        what = "--cost-model" if opts.cost_model else "--icount"
+        raise UsageError(f"{what} needs TCG (KVM has no icount and no TCG plugins): drop "
+                         f"--accel kvm, or drop {what} to measure hardware time under KVM")
+    if opts.cost_model:
+        opts = replace(opts, icount=True)
     mem = opts.mem_mib if opts.mem_mib is not None else parse_mem_mib(defaults.mem)
     cpus = 1 if opts.icount else (opts.cpus or defaults.cpus)
     desc = load_kernel_description(config.kernel)
@@ -77,6 +86,8 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
                 f"(a boot of up to {accel_mod.PROBE_TIMEOUT:.0f} s; tcg shown below)",
             ]
         accel = known or "tcg"
+    plugin, plugin_actions = _plan_plugin(opts, defaults.qemu, instance, cmdline)
+    kernel_actions = [*kernel_actions, *plugin_actions]
     spec = BootSpec(
         qemu=defaults.qemu,
         kernel=bzimage,
@@ -92,6 +103,7 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
         agent_socket=instance.agent_socket,
         qmp_socket=instance.qmp_socket,
         tcg_thread=SMP_TCG_THREAD,
+        plugin=plugin,
     )
     meta = {
         "config": config.name,
@@ -105,7 +117,23 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
         "accel_requested": opts.accel,
         "image_key": image.key,
     }
+    if opts.cost_model:
+        meta["cost_model"] = opts.cost_model
     return BootPlan(config, spec, image, kernel_actions, defaults.ready_timeout, meta)
+
+
+def _plan_plugin(opts: BootOptions, qemu: str, instance: Instance,
+                 cmdline: str) -> tuple[str, list[str]]:
+    """The cost model's -plugin value and what must be built for it (issue 12)."""
+    if not opts.cost_model:
+        return "", []
+    from .. import costmodel
+
+    model = costmodel.load_model(opts.cost_model)
+    costmodel.require_plugin_support(qemu)
+    so = costmodel.plugin_path(costmodel.plugin_key(costmodel.require_gcc()))
+    actions = [] if so.is_file() else [f"costmodel: build {so} (gcc {' '.join(costmodel.CFLAGS)})"]
+    return costmodel.plugin_option(so, costmodel.window_file(instance.dir), model, cmdline), actions
 
 
 def provision(plan: BootPlan) -> tuple[BootPlan, KernelArtifact]:
@@ -113,6 +141,10 @@ def provision(plan: BootPlan) -> tuple[BootPlan, KernelArtifact]:
     desc = load_kernel_description(plan.config.kernel)
     kernel = provider_for(desc).ensure(desc)
     initrd = ensure_image(plan.image)
+    if plan.spec.plugin:
+        from ..costmodel import ensure_plugin
+
+        ensure_plugin()
     accel = plan.spec.accel
     if (
         plan.meta["accel_requested"] == "auto"

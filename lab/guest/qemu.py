@@ -63,6 +63,8 @@ class BootSpec:
     #: "multi" (a host thread per vCPU) or None (QEMU's default, multi). The lab's guests use
     #: SMP_TCG_THREAD (README, "Soft lockups under TCG"). Ignored under KVM and for 1 vCPU.
     tcg_thread: str | None = None
+    # cost model (issue 12): the value of QEMU's -plugin option, "" for none
+    plugin: str = ""
 
 
 def kernel_cmdline(args: list[str] | tuple[str, ...]) -> str:
@@ -90,6 +92,8 @@ def build_qemu_argv(spec: BootSpec) -> list[str]:
     """
     if spec.icount and spec.accel != "tcg":
         raise UsageError("--icount needs TCG; it cannot be combined with KVM")
+    if spec.plugin and not spec.icount:  # cost model: deterministic counts need icount
+        raise UsageError("a TCG plugin (--cost-model) needs --icount")
     cpus = 1 if spec.icount else spec.cpus
     accel = spec.accel
     if spec.tcg_thread not in (None, "single", "multi"):
@@ -133,6 +137,8 @@ def build_qemu_argv(spec: BootSpec) -> list[str]:
     ]
     if spec.icount:
         argv += ["-icount", "shift=0,sleep=off"]
+    if spec.plugin:
+        argv += ["-plugin", spec.plugin]
     return argv
 
 

@@ -222,6 +222,25 @@ def _hist_path(p: ProbeSpec) -> str:
     return f"{TRACEFS}/events/{sub}/{ev}/hist"
 
 
+class _CostWindows:
+    """Cost model (issue 12): the plugin's record of the next agent window, if it is loaded.
+
+    The agent marks every run; the detached (timing) run and the attached (counting) run
+    each get their own window, so the clean counts price the workload and the probed ones
+    compare with the kprobes of the same execution."""
+
+    def __init__(self, guest: Guest) -> None:
+        from ..costmodel import read_windows, window_file
+
+        self.path = window_file(guest.instance.dir) if guest.state.get("cost_model") else None
+        self.seen = len(read_windows(self.path)) if self.path else 0
+
+    def take(self) -> dict[str, int] | None:
+        from ..costmodel import new_window
+
+        return new_window(self.path, self.seen) if self.path else None
+
+
 @contextmanager
 def open_session(ctx: SessionContext) -> Iterator[FtraceSession]:
     """The registry's opener: boot the configuration, count in it, power it off after."""
@@ -302,11 +321,15 @@ class FtraceSession:
         from ..workloads import parse_report
 
         self._toggle(False)
+        cm = _CostWindows(self.guest)  # cost model (issue 12): the plugin's window per run
         clean = parse_report(self._run(workload, argv, []).stdout)
+        cm_clean = cm.take()
         self._toggle(True)
         proc = self.guest.process()
         host0 = proc.cpu_times() if proc else None
+        cm = _CostWindows(self.guest)
         res = self._run(workload, argv, self.snapshot_paths())
+        cm_probed = cm.take()
         report = parse_report(res.stdout)
         vm_b = parse_vmstat(res.before.get("/proc/vmstat") or "")
         vm_a = parse_vmstat(res.after.get("/proc/vmstat") or "")
@@ -329,7 +352,10 @@ class FtraceSession:
             guest_elapsed_ns=clean_ns,
             extra={"host": host, "agent_wall_ns": res.wall_ns, "probed_elapsed_ns": probed_ns,
                    "clean_report": clean,
-                   "probe_overhead": round(probed_ns / clean_ns, 4) if clean_ns else None},
+                   "probe_overhead": round(probed_ns / clean_ns, 4) if clean_ns else None,
+                   **({"costmodel": {"model": self.guest.state["cost_model"],
+                                     "counts": cm_clean, "probed_counts": cm_probed}}
+                      if cm_clean is not None else {})},
         )
 
     def close(self) -> None:

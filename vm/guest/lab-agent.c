@@ -42,6 +42,22 @@
 
 static int chan = -1;
 
+/*
+ * Window markers for the cost-model TCG plugin (lab/costmodel/plugin/costmodel.c): a no-op
+ * `nopl MAGIC(%eax)` that the plugin recognises by its bytes (0F 1F 80 + imm32). Executed
+ * just after the "before" snapshot and just before the "after" one, so the plugin's window
+ * covers what the counter snapshots cover. Without the plugin they are plain NOPs.
+ */
+static inline void costmodel_mark_start(void)
+{
+	__asm__ __volatile__(".byte 0x0f, 0x1f, 0x80, 0x01, 0xb0, 0x61, 0x6c" ::: "memory");
+}
+
+static inline void costmodel_mark_end(void)
+{
+	__asm__ __volatile__(".byte 0x0f, 0x1f, 0x80, 0xff, 0xb0, 0x61, 0x6c" ::: "memory");
+}
+
 struct buf {
 	char *p;
 	size_t len, cap;
@@ -197,16 +213,22 @@ static char *slurp(const char *path, size_t *len)
 	return b.p;
 }
 
-static void snapshot(struct buf *out, char **paths, int n)
+/*
+ * Read every snapshot file into a JSON object. The "before" snapshot reads them last to first
+ * and the "after" one first to last, so the first file (kprobe_profile) is read nearest to
+ * the cost-model window markers on both sides.
+ */
+static void snapshot(struct buf *out, char **paths, int n, int reverse)
 {
-	int i;
+	int k;
 
 	buf_put(out, "{", 1);
-	for (i = 0; i < n; i++) {
+	for (k = 0; k < n; k++) {
+		int i = reverse ? n - 1 - k : k;
 		size_t len = 0;
 		char *data = slurp(paths[i], &len);
 
-		if (i)
+		if (k)
 			buf_put(out, ",", 1);
 		buf_json_str(out, paths[i], strlen(paths[i]));
 		buf_put(out, ":", 1);
@@ -270,7 +292,8 @@ static void do_run(const char *id, char *payload, ssize_t plen)
 		free(reply.p);
 		return;
 	}
-	snapshot(&before, &fields[2], nsnap);
+	snapshot(&before, &fields[2], nsnap, 1);
+	costmodel_mark_start();
 	t0 = now_ns();
 	pid = fork();
 	if (pid == 0) {
@@ -316,7 +339,8 @@ static void do_run(const char *id, char *payload, ssize_t plen)
 		t1 = now_ns();
 		status = 127 << 8;
 	}
-	snapshot(&after, &fields[2], nsnap);
+	costmodel_mark_end();
+	snapshot(&after, &fields[2], nsnap, 0);
 	/* Take what is left in the pipes without waiting for background grandchildren. */
 	for (i = 0; i < 64 && (outfd[0] >= 0 || errfd[0] >= 0); i++) {
 		struct pollfd pf[2] = { { outfd[0], POLLIN, 0 }, { errfd[0], POLLIN, 0 } };
