@@ -31,6 +31,35 @@ def lab_json(*args: str) -> Any:
     return json.loads(res.stdout)
 
 
+def qemu_children(pid: int) -> list[psutil.Process]:
+    """QEMU processes started by process ``pid`` (any depth): the guests of that command, and
+    no other test's or developer's guest that happens to share /tmp's naming."""
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    return [k for k in kids if "qemu-system" in " ".join(_cmdline(k))]
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def still_running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` still alive (the same process: pid and start time), zombies aside."""
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.Error:
+            pass
+    return alive
+
+
 def our_qemus(marker: Path) -> list[psutil.Process]:
     """Live (non-zombie) QEMU processes whose command line mentions ``marker``."""
     found = []

@@ -10,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lab.results import list_runs
 
-from .helpers import lab, our_qemus
+from .helpers import lab, qemu_children, still_running
 
 pytestmark = pytest.mark.guest
 
@@ -27,13 +28,17 @@ def test_study_killed_midway_resumes_without_losing_anything(tmp_path: Path) -> 
                             env=os.environ.copy())
     deadline = time.monotonic() + 600
     first: list[str] = []
+    guests: list[psutil.Process] = []
     while not first:  # wait until the study has recorded something, then interrupt it
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline
         runs = list(list_runs())
         if runs and runs[0].records_path.exists():
             first = runs[0].records_path.read_text().splitlines()
+        guests = qemu_children(proc.pid) or guests
         time.sleep(0.5)
+    guests = qemu_children(proc.pid) or guests
+    assert guests, "the study's guest was seen while it ran"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -41,7 +46,7 @@ def test_study_killed_midway_resumes_without_losing_anything(tmp_path: Path) -> 
     assert run.manifest()["status"] == "interrupted"
     kept = run.records_path.read_text().splitlines()
     assert 1 <= len(kept) < 8 and kept[: len(first)] == first
-    assert our_qemus(Path("/tmp/ukva-lab-")) == [], "Ctrl-C must not leave QEMU behind"
+    assert still_running(guests) == [], "Ctrl-C must not leave the study's QEMU behind"
 
     res = lab("study", str(PLAN), "--json")
     assert res.returncode == 0, res.stderr
