@@ -40,7 +40,8 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-reco
 py_ok() { "$1" -c 'import sys, tarfile; sys.exit(not (sys.version_info >= (3, 11, 4) and hasattr(tarfile, "data_filter")))' 2>/dev/null; }
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
-  for cand in python3 python3.13 python3.12; do
+  # PATH first, then pyenv's installed versions (a non-login shell may not have its shims)
+  for cand in python3 python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[1-9]*/bin/python3; do
     if command -v "$cand" >/dev/null && py_ok "$cand"; then PY=$cand; break; fi
   done
 fi
