@@ -16,7 +16,6 @@ from ..guest.boot import BootOptions, default_instance, plan_boot, provision
 from ..guest.qemu import build_qemu_argv, format_argv
 from ..guest.vm import Guest
 from ..parsing import parse_meminfo
-from ..paths import ensure_state_dir, private_dir
 from ..sizes import parse_mem_mib
 from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
 
@@ -24,10 +23,7 @@ __all__ = ["up", "status", "exec_cmd", "down", "guest_status"]
 
 
 def _boot_lock() -> int:
-    inst = default_instance()
-    ensure_state_dir()
-    private_dir(inst.dir)
-    fd = os.open(inst.dir / "boot.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fd = os.open(default_instance().ensure_dir() / "boot.lock", os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -61,11 +61,15 @@ class Instance:
     def qemu_stderr(self) -> Path:
         return self.dir / "qemu.stderr"
 
-    def prepare(self) -> None:
-        """Create the directory (0700), drop stale sockets, keep the previous console log."""
+    def ensure_dir(self) -> Path:
+        """The instance directory, created private (0700) with the state dir above it."""
         if state_dir() in self.dir.parents:
             ensure_state_dir()
-        private_dir(self.dir)
+        return private_dir(self.dir)
+
+    def prepare(self) -> None:
+        """Create the directory (0700), drop stale sockets, keep the previous console log."""
+        self.ensure_dir()
         for sock in (self.agent_socket, self.qmp_socket):
             if len(str(sock)) > _SUN_PATH_MAX:
                 raise LabError(f"socket path too long for AF_UNIX ({len(str(sock))} bytes): {sock}")

@@ -13,7 +13,6 @@ Stock (Debian package) kernels are reported too; they never depend on a series.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import Any
 from ..debian import resolve_metapackage_image
 from ..errors import LabError
 from ..paths import cache_dir
-from .source_build import PatchError, apply_patches, resolve_inputs, source_tree
+from .description import KernelDescription
+from .source_build import PatchError, PatchInput, apply_patches, resolve_inputs, source_tree
 
 __all__ = ["last_built_version", "series_applies", "check_kernel"]
 
@@ -44,7 +44,8 @@ def last_built_version(kernel: str, root: Path | None = None) -> str | None:
     return newest[1] if newest else None
 
 
-def series_applies(pristine: Path, patches: Any) -> tuple[bool, str]:
+def series_applies(pristine: Path,
+                   patches: list[PatchInput] | tuple[PatchInput, ...]) -> tuple[bool, str]:
     """Apply ``patches`` to a hard-linked copy of ``pristine``; (ok, what happened).
 
     ``patch`` replaces each file it changes rather than writing through the link, so the
@@ -61,12 +62,10 @@ def series_applies(pristine: Path, patches: Any) -> tuple[bool, str]:
             apply_patches(tree, patches)
         except PatchError as e:
             return False, str(e)
-        finally:
-            shutil.rmtree(tree, ignore_errors=True)
     return True, f"{len(patches)} patches apply with -F0"
 
 
-def check_kernel(desc: Any, try_patches: bool = True) -> dict[str, Any]:
+def check_kernel(desc: KernelDescription, try_patches: bool = True) -> dict[str, Any]:
     """One kernel's drift report: served version, last built version, series verdict."""
     if desc.source == "debian-package":
         pkg = resolve_metapackage_image(desc.data["package"], desc.data.get("arch", "i386"))
