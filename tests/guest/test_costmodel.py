@@ -3,7 +3,7 @@
 One `lab up --cost-model skylake` guest (stock highpte) runs tlbtouch windows through
 `lab exec`: the modelled TLB's reach curve, a 4 KiB `rep stosl` clear, repeatability. One
 `lab trace` of faultstorm on highpte and lowpte ties the plugin's INVLPG count to the lab's
-kprobes and shows highpte paying more INVLPGs and modelled misses per fault.
+kprobes and shows highpte paying more INVLPGs and modelled cycles per fault.
 """
 
 from __future__ import annotations
@@ -159,7 +159,12 @@ def test_invlpg_equals_the_kprobes_of_the_same_execution(faultstorm: list[dict])
               f"flush_tlb_one_kernel {kernel_fn}")
 
 
-def test_highpte_pays_more_invlpg_and_misses_per_fault(faultstorm: list[dict]) -> None:
+def test_highpte_pays_more_invlpg_and_cycles_per_fault(faultstorm: list[dict]) -> None:
+    """Per fault, highpte's PTE kmaps add two INVLPGs (measured 3.08 against 1.02)
+    and more modelled cycles. Page walks per fault are printed, not compared: both kernels
+    take ~25 per fault (PTI's CR3 writes flush the TLB on every entry and exit), and the
+    kmap slot's one extra miss is within the run-to-run spread (measured: 25.4-26.4 highpte,
+    25.2-25.7 lowpte)."""
     sky = load_model("skylake")
 
     def per_fault(cfg: str, fn: Any) -> list[float]:
@@ -176,5 +181,4 @@ def test_highpte_pays_more_invlpg_and_misses_per_fault(faultstorm: list[dict]) -
     cyc_l = per_fault("lowpte", lambda c: modelled_cycles(sky, c)["total"])
     print("per fault INVLPG", inv_h, inv_l, "walks", walk_h, walk_l, "cycles", cyc_h, cyc_l)
     assert min(inv_h) > max(inv_l) + 1.5   # a highmem PTE kmap per fault: its kunmap's INVLPG
-    assert min(walk_h) > max(walk_l)
-    assert min(cyc_h) > max(cyc_l)
+    assert min(cyc_h) > 1.05 * max(cyc_l)
