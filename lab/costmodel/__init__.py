@@ -41,6 +41,7 @@ __all__ = [
     "load_model",
     "modelled_cycles",
     "per_unit",
+    "record_counts",
     "pti_enabled",
     "plugin_key",
     "plugin_path",
@@ -184,16 +185,27 @@ def modelled_cycles(model: Model, counts: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def record_counts(model: Model, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The raw counts of one record's measured window to price with MODEL, or None when the
+    record has none (traced without a cost model, or no units).
+
+    Why a function: the TLB counts depend on the geometry simulated at run time, so which
+    counts belong to which model is decided here, once, for every caller."""
+    cm = record.get("costmodel")
+    if not cm or not cm.get("counts") or (record.get("units") or 0) <= 0:
+        return None
+    return dict(cm["counts"])
+
+
 def per_unit(model: Model, records: list[dict[str, Any]]) -> dict[tuple[str, str, str], Any]:
     """Per (config, workload, params): modelled cycles and events per unit, one value per
     repeat, from the records' raw counts (records without them are skipped)."""
     out: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in records:
-        cm = r.get("costmodel")
-        units = r.get("units") or 0
-        if not cm or not cm.get("counts") or units <= 0:
+        counts = record_counts(model, r)
+        if counts is None:
             continue
-        counts = cm["counts"]
+        units = r["units"]
         key = (r["config"], r["workload"], json.dumps(r.get("params", {}), sort_keys=True))
         cyc = modelled_cycles(model, counts)
         row = out.setdefault(key, {})
