@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from .stats import RNG_KW, Record, guest_ns_per_unit, per_unit
+from .stats import RNG_KW, Record, guest_ns_per_unit, per_unit, welch
 from .tracers import load_probe_set
 
 __all__ = ["gap_recovered", "gap_table", "taskpile_slopes", "gap_figures", "GUEST_TIME"]
@@ -101,11 +101,33 @@ def _cell_key(r: Record) -> tuple[str, str]:
     return str(r.get("workload")), json.dumps(r.get("params", {}), sort_keys=True)
 
 
-def gap_table(records: list[Record], base: str, floor: str,
-              seed: int = 0) -> list[dict[str, Any]]:
+def _shares(figures: dict[str, Figure], base: list[Record], floor: list[Record],
+            cand: list[Record], seed: int) -> dict[str, dict[str, float]]:
+    """Per figure: gap_recovered, the three means, and the gap as a change of the baseline
+    from the floor (``gap_pct``, with Welch's ``gap_p``): what the baseline costs, the
+    question the share answers a part of. A figure one side lacks is left out."""
+    out = {}
+    for label, get in figures.items():
+        a, b, c = get(base), get(floor), get(cand)
+        if a is None or b is None or c is None:
+            continue
+        with warnings.catch_warnings():  # scipy's precision note on near-identical repeats
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rel, p = welch(b, a)
+        out[label] = {**gap_recovered(a, b, c, seed=seed), "base": float(a.mean()),
+                      "floor": float(b.mean()), "candidate": float(c.mean()),
+                      "gap_pct": rel * 100, "gap_p": p}
+    return out
+
+
+def gap_table(records: list[Record], base: str, floor: str, seed: int = 0,
+              clocks: dict[str, Figure] | None = None) -> list[dict[str, Any]]:
     """For every workload cell and every other configuration: the share of each gap_figures()
     gap (base → floor) that the configuration recovers. Cells lacking base or floor are
-    skipped; a figure a configuration lacks (e.g. no guest time) is left out of its row."""
+    skipped; a figure a configuration lacks (e.g. no guest time) is left out of its row.
+
+    ``clocks`` (name -> per-unit time series, lab/clocks.py): each row also gets ``clocks``,
+    the same shares with time measured in each clock (icount, modelled cycles per model)."""
     cells: dict[tuple[str, str], dict[str, list[Record]]] = {}
     for r in records:
         cells.setdefault(_cell_key(r), {}).setdefault(str(r.get("config")), []).append(r)
@@ -114,17 +136,13 @@ def gap_table(records: list[Record], base: str, floor: str,
         if base not in by_cfg or floor not in by_cfg:
             continue
         for cfg in sorted(set(by_cfg) - {base, floor}):
-            figures = {}
-            for label, get in gap_figures().items():
-                a, b, c = get(by_cfg[base]), get(by_cfg[floor]), get(by_cfg[cfg])
-                if a is None or b is None or c is None:
-                    continue
-                figures[label] = {**gap_recovered(a, b, c, seed=seed),
-                                  "base": float(a.mean()), "floor": float(b.mean()),
-                                  "candidate": float(c.mean())}
-            rows.append({"workload": workload, "params": params, "config": cfg,
-                         "base": base, "floor": floor, "unit": by_cfg[cfg][0].get("unit"),
-                         "figures": figures})
+            trio = (by_cfg[base], by_cfg[floor], by_cfg[cfg])
+            row = {"workload": workload, "params": params, "config": cfg,
+                   "base": base, "floor": floor, "unit": by_cfg[cfg][0].get("unit"),
+                   "figures": _shares(gap_figures(), *trio, seed=seed)}
+            if clocks:
+                row["clocks"] = _shares(clocks, *trio, seed=seed)
+            rows.append(row)
     return rows
 
 

@@ -11,6 +11,9 @@ copies drift. :func:`build_report` computes, once, over stored records:
   same workload and parameters: Δ % of the mean and Welch's p (:func:`lab.stats.welch`);
 - with a gap (BASE, FLOOR), the share of it each other configuration recovers, with its
   bootstrap CI (:func:`lab.compare.gap_table`);
+- when records carry cost-plugin counts, all of the above for time in each clock: icount
+  and modelled cycles per machine model (:mod:`lab.clocks`), as ``clocks`` in each row and
+  each gap row, described by the report's ``clocks`` list;
 - taskpile's lowmem and PageTables pages per task (:func:`lab.compare.taskpile_slopes`) and
   the task counts each configuration reached, and why it stopped (:func:`taskpile_reached`);
 - each run's provenance, from its manifest (:func:`provenance`).
@@ -32,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .compare import GUEST_TIME, gap_table, taskpile_slopes
+from .clocks import GUEST_CLOCKS, clocks
+from .compare import GUEST_TIME, Figure, gap_table, taskpile_slopes
 from .errors import UsageError
 from .stats import (
     MEMINFO_KEYS,
@@ -42,6 +46,7 @@ from .stats import (
     per_unit,
     summarize,
     welch,
+    welch_ci,
 )
 from .tracers import load_probe_set
 
@@ -104,23 +109,32 @@ def matches(config: str, baseline: str) -> bool:
     return config == baseline or config.startswith(f"{baseline} @ ")
 
 
+_NO_COMPARISON = {"delta_pct": None, "welch_p": None, "delta_lo_pct": None,
+                  "delta_hi_pct": None}
+
+
 def _compare(base: np.ndarray | None, vals: np.ndarray | None) -> dict[str, float | None]:
-    """Δ % of the mean from the baseline's and Welch's p; None where there is nothing."""
+    """Δ % of the mean from the baseline's, its 95 % CI (Welch's interval) and Welch's p;
+    None where there is nothing."""
     if base is None or vals is None:
-        return {"delta_pct": None, "welch_p": None}
+        return dict(_NO_COMPARISON)
     with warnings.catch_warnings():  # scipy's precision note on near-identical repeats
         warnings.simplefilter("ignore", RuntimeWarning)
         rel, p = welch(base, vals)
-    return {"delta_pct": rel * 100, "welch_p": p}
+        lo, hi = welch_ci(base, vals)
+    return {"delta_pct": rel * 100, "welch_p": p, "delta_lo_pct": lo * 100,
+            "delta_hi_pct": hi * 100}
 
 
-def _values(recs: list[Record]) -> dict[tuple[str, str], np.ndarray | None]:
+def _values(recs: list[Record],
+            clock_figures: dict[str, Figure]) -> dict[tuple[str, str], np.ndarray | None]:
     """Per-record values of every figure a row's cells summarise, keyed like the cells."""
     names = {n for r in recs for n in r.get("counts", {})}
     out: dict[tuple[str, str], np.ndarray | None] = {
         ("counters", n): per_unit(recs, n) for n in names}
     out[("guest_ns_per_unit", "")] = guest_ns_per_unit(recs)
     out.update({("meminfo_change_kb", k): meminfo_change(recs, k) for k in MEMINFO_KEYS})
+    out.update({("clocks", k): get(recs) for k, get in clock_figures.items()})
     return out
 
 
@@ -128,12 +142,13 @@ def _cells(row: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     out = {("counters", n): c for n, c in row["counters"].items()}
     out[("guest_ns_per_unit", "")] = row["guest_ns_per_unit"]
     out.update({("meminfo_change_kb", k): c for k, c in row["meminfo_change_kb"].items()})
+    out.update({("clocks", k): c for k, c in row.get("clocks", {}).items()})
     return out
 
 
 def build_report(records: list[Record], *, baseline: str | None = None,
                  gap: tuple[str, str] | None = None, allow_mixed: bool = False,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, cost_models: list[str] | None = None) -> dict[str, Any]:
     """Everything a report shows, computed once. Example::
 
         rep = build_report(run.records(), gap=("built-highpte", "built-lowpte"))
@@ -143,11 +158,19 @@ def build_report(records: list[Record], *, baseline: str | None = None,
     ``baseline``: the configuration each row is compared with, per workload and parameters;
     None takes the first configuration of each (`lab show`'s rule). A row whose cell has no
     baseline (the baseline was not measured with those parameters) says ``baseline: None``.
-    Every summarised cell gains ``delta_pct`` and ``welch_p`` (None in the baseline's own row
-    or where either side lacks the figure). Raises UsageError for a baseline no record has,
-    or for mixed timing modes or backends unless ``allow_mixed``.
+    Every summarised cell gains ``delta_pct``, its CI ``delta_lo_pct``/``delta_hi_pct`` and
+    ``welch_p`` (None in the baseline's own row or where either side lacks the figure).
+
+    ``cost_models``: when records carry cost-plugin counts, the machine models to give
+    modelled cycles in (None: every model in lab/costmodel/models). The report then lists
+    its ``clocks`` (guest time first), and every row and gap row has a ``clocks`` cell per
+    clock, computed exactly like guest time. Raises UsageError for a baseline no record has,
+    an unknown model, or mixed timing modes or backends unless ``allow_mixed``.
     """
-    rows = summarize(records, allow_mixed=allow_mixed, seed=seed) if records else []
+    clock_list = clocks(records, cost_models)
+    figures = {c.name: c.figure for c in clock_list}
+    rows = summarize(records, allow_mixed=allow_mixed, seed=seed,
+                     clocks=figures) if records else []
     if baseline is not None and rows and not any(matches(r["config"], baseline) for r in rows):
         known = ", ".join(sorted({r["config"] for r in rows}))
         raise UsageError(f"baseline {baseline!r} is not among the configurations: {known}")
@@ -158,7 +181,8 @@ def build_report(records: list[Record], *, baseline: str | None = None,
         base = group[0] if baseline is None else next(
             (r for r in group if matches(r["config"], baseline)), None)
         values = {r["config"]: _values([x for x in records if str(x.get("config")) == r["config"]
-                                        and group_key(x.get("workload"), x.get("params")) == key])
+                                        and group_key(x.get("workload"), x.get("params")) == key],
+                                       figures)
                   for r in group}
         for row in group:
             row["baseline"] = base["config"] if base else None
@@ -166,14 +190,16 @@ def build_report(records: list[Record], *, baseline: str | None = None,
                 if "mean" not in cell:   # absent or not recorded: nothing to compare
                     continue
                 if base is None or row is base:
-                    cell.update(delta_pct=None, welch_p=None)
+                    cell.update(_NO_COMPARISON)
                 else:
                     cell.update(_compare(values[base["config"]].get(k), values[row["config"]][k]))
     report: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "baseline": baseline,
                               "summary": rows}
+    if clock_list:
+        report["clocks"] = [c.describe() for c in clock_list]
     if gap:
         report["gap"] = {"baseline": gap[0], "floor": gap[1],
-                         "rows": gap_table(records, *gap, seed=seed)}
+                         "rows": gap_table(records, *gap, seed=seed, clocks=figures)}
     slopes = taskpile_slopes(records)
     if slopes:
         report["taskpile_slopes"] = slopes
@@ -241,9 +267,12 @@ def provenance(run_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def figure_cells(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A row's named figures by label (counter figures, then guest time), as summarised."""
+    """A row's named figures by label (counter figures, guest time, then modelled cycles per
+    machine model: ``skylake cycles``), as summarised."""
     out = {label: row["counters"].get(name, {}) for label, name in headline().figures.items()}
     out[GUEST_TIME] = row["guest_ns_per_unit"]
+    out.update({f"{name} cycles": cell for name, cell in row.get("clocks", {}).items()
+                if name not in GUEST_CLOCKS})
     return out
 
 

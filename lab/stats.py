@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ __all__ = [
     "meminfo_change",
     "bootstrap_ci",
     "welch",
+    "welch_ci",
     "cv",
     "is_noisy",
     "check_comparable",
@@ -110,6 +111,28 @@ def bootstrap_ci(values: Iterable[float], confidence: float = 0.95, n_resamples:
     return (mean, lo, hi)
 
 
+def _welch(a: Iterable[float], b: Iterable[float],
+           confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """(rel, p, lo, hi): the one Welch test behind :func:`welch` and :func:`welch_ci`."""
+    x, y = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    if x.size == 0 or y.size == 0:
+        return (math.nan, math.nan, math.nan, math.nan)
+    ma, mb = float(x.mean()), float(y.mean())
+    if ma == 0:
+        rel = 0.0 if mb == 0 else math.copysign(math.inf, mb)
+    else:
+        rel = (mb - ma) / abs(ma)
+    if x.size < 2 or y.size < 2:
+        return (rel, math.nan, math.nan, math.nan)
+    if np.all(x == x[0]) and np.all(y == y[0]):
+        return (rel, 1.0 if ma == mb else 0.0, rel, rel)
+    res = sps.ttest_ind(y, x, equal_var=False)
+    ci = res.confidence_interval(confidence_level=confidence)
+    lo, hi = ((float(ci.low) / abs(ma), float(ci.high) / abs(ma)) if ma != 0
+              else (math.nan, math.nan))
+    return (rel, float(res.pvalue), lo, hi)
+
+
 def welch(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
     """(relative difference of b's mean from a's, Welch's two-sided p-value).
 
@@ -117,20 +140,24 @@ def welch(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
     both groups (deterministic icount/norandmaps runs) the difference is exact: p is 0.0 when
     the means differ and 1.0 when they are equal. Fewer than 2 values on a side gives NaN p.
     """
-    x, y = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
-    if x.size == 0 or y.size == 0:
-        return (math.nan, math.nan)
-    ma, mb = float(x.mean()), float(y.mean())
-    if ma == 0:
-        rel = 0.0 if mb == 0 else math.copysign(math.inf, mb)
-    else:
-        rel = (mb - ma) / abs(ma)
-    if x.size < 2 or y.size < 2:
-        return (rel, math.nan)
-    if np.all(x == x[0]) and np.all(y == y[0]):
-        return (rel, 1.0 if ma == mb else 0.0)
-    p = float(sps.ttest_ind(x, y, equal_var=False).pvalue)
+    rel, p, _, _ = _welch(a, b)
     return (rel, p)
+
+
+def welch_ci(a: Iterable[float], b: Iterable[float],
+             confidence: float = 0.95) -> tuple[float, float]:
+    """The CI of :func:`welch`'s relative difference: Welch's t interval of
+    ``mean(b) - mean(a)``, over ``|mean(a)|``.
+
+    Why this interval: it is the test's own, so it excludes 0 exactly when Welch's p is below
+    1 - confidence, and a chart of the difference with this CI agrees with the p printed
+    beside it. The baseline mean in the denominator is taken as exact (its spread is in the
+    numerator's interval already). Zero variance on both sides gives the exact difference
+    (a zero-width interval); fewer than 2 values on a side, or a baseline mean of 0, NaN.
+    Example: ``welch_ci([10, 10.2, 9.8], [11, 11.1, 10.9])`` -> about (0.058, 0.142).
+    """
+    _, _, lo, hi = _welch(a, b, confidence)
+    return (lo, hi)
 
 
 def cv(values: Iterable[float]) -> float:
@@ -183,14 +210,17 @@ def _absent_reason(records: list[Record], counter: str) -> str:
     return "; ".join(reasons) or "not recorded"
 
 
-def summarize(records: list[Record], allow_mixed: bool = False,
-              seed: int = 0) -> list[dict[str, Any]]:
+def summarize(records: list[Record], allow_mixed: bool = False, seed: int = 0,
+              clocks: dict[str, Callable[[list[Record]], np.ndarray | None]] | None = None,
+              ) -> list[dict[str, Any]]:
     """One row per (config, workload, params): per-unit mean/CI/CV/n of every counter.
 
     Each row: config, workload, params, unit, n, backends, timing, simulated, run_ids,
     counters{name: {mean, lo, hi, cv, n, noisy} or {absent: why}}, guest_ns_per_unit{...},
     meminfo_change_kb{PageTables: {...}, LowFree: {...}}. Records whose params differ are kept
-    in separate rows (per-unit figures depend on them).
+    in separate rows (per-unit figures depend on them). With ``clocks`` (name -> per-unit
+    series of a group of records, lab/clocks.py), also clocks{name: {...} or {} where the
+    row's records lack that clock}: time in each clock is summarised like guest time.
     """
     check_comparable(records, allow_mixed)
     groups: dict[tuple[str, str, str], list[Record]] = {}
@@ -216,6 +246,8 @@ def summarize(records: list[Record], allow_mixed: bool = False,
             "counters": counters,
             "guest_ns_per_unit": _ci_cell(guest_ns_per_unit(recs), seed),
             "meminfo_change_kb": {k: _ci_cell(meminfo_change(recs, k), seed) for k in MEMINFO_KEYS},
+            **({"clocks": {name: _ci_cell(get(recs), seed) for name, get in clocks.items()}}
+               if clocks else {}),
         })
     return rows
 

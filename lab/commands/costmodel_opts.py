@@ -1,24 +1,24 @@
 """The ``--cost-model`` option shared by ``lab trace``, ``lab study`` and ``lab show``.
 
 Why a module of its own: the option is validated before anything boots (an unknown model is a
-usage error, exit 2), and the modelled-cycles table it adds is printed by three commands; the
-pricing itself lives in lab/costmodel (analysis only, it never boots).
+usage error, exit 2) by three commands. What a run's counts cost in each model is computed by
+the report layer (lab/report.py, lab/clocks.py) and printed by show_render like every other
+figure.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..results import open_run
-
-__all__ = ["CostModelOpt", "cost_model_name", "with_costmodel", "print_costmodel"]
+__all__ = ["CostModelOpt", "cost_model_name"]
 
 CostModelOpt = Annotated[
     str | None,
     typer.Option("--cost-model", help="Machine model (lab cost-model list): count with the TCG "
-                 "cost plugin and show modelled cycles; implies --icount."),
+                 "cost plugin (its TLB geometry) and show modelled cycles beside icount "
+                 "(every model); implies --icount."),
 ]
 
 
@@ -29,20 +29,3 @@ def cost_model_name(name: str | None) -> str | None:
     from ..costmodel import load_model
 
     return load_model(name).name
-
-
-def with_costmodel(data: dict[str, Any], run_id: str, model: str | None) -> dict[str, Any]:
-    """``lab show --json`` data plus the modelled cycles per unit, when a model is asked for."""
-    if model:
-        from ..costmodel.show import costmodel_data
-
-        data["costmodel"] = costmodel_data(open_run(run_id).records(), model)
-    return data
-
-
-def print_costmodel(run_id: str, model: str | None) -> None:
-    """The modelled-cycles table beside icount time, when a model is asked for."""
-    if model:
-        from ..costmodel.show import print_costmodel as _print
-
-        _print(open_run(run_id).records(), model)

@@ -21,7 +21,7 @@ from ..sizes import parse_mem_mib
 from ..tracers import AUTO, BACKENDS, backend_help, load_probe_set
 from ..workloads import list_workloads, load_workload, parse_param_args
 from .common import AppendOpt, CpusOpt, IcountOpt, JsonOpt, MemOpt, cli_errors, print_json
-from .costmodel_opts import CostModelOpt, cost_model_name, print_costmodel, with_costmodel
+from .costmodel_opts import CostModelOpt, cost_model_name
 from .show_render import print_show, show_data
 
 __all__ = ["trace", "study", "profile"]
@@ -85,10 +85,9 @@ def trace(
     plan = Matrix(configs, [Cell(spec, params, repeat)], chosen, probe_set, boot)
     run = run_trace(plan)
     if json_out:
-        print_json(jsonable(with_costmodel(show_data(run.run_id), run.run_id, cost_model)))
+        print_json(jsonable(show_data(run.run_id)))
     else:
         print_show(run.run_id)
-        print_costmodel(run.run_id, cost_model)
         ui.out_console.print(f"run {run.run_id} recorded in {run.path}")
 
 
@@ -134,11 +133,9 @@ def study(
     with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
         run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
     if json_out:
-        print_json(jsonable(with_costmodel(show_data(run.run_id), run.run_id,
-                                           m.boot.cost_model)))
+        print_json(jsonable(show_data(run.run_id)))
     else:
         print_show(run.run_id)
-        print_costmodel(run.run_id, m.boot.cost_model)
         ui.out_console.print(f"study {plan.name} recorded in {run.path}")
     if publish and folder is not None:
         from ..bundle import export_bundle

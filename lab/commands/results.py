@@ -11,7 +11,7 @@ from .. import ui
 from ..report import SCHEMA_VERSION, jsonable
 from ..results import list_runs
 from .common import JsonOpt, cli_errors, print_json
-from .costmodel_opts import cost_model_name, print_costmodel, with_costmodel
+from .costmodel_opts import cost_model_name
 from .show_render import print_show, show_data
 
 __all__ = ["runs", "show", "runs_lines"]
@@ -69,13 +69,13 @@ def runs(
 def show(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix, path, or 'latest').")],
     gap: Annotated[str | None, typer.Option(help="BASELINE,FLOOR: also show the share of the baseline → floor gap (guest time, highmem kmaps) each other configuration recovers. Default: the study plan's 'gap'.")] = None,
-    cost_model: Annotated[str | None, typer.Option("--cost-model", help="Also price the run's recorded cost-plugin counts with this machine model (lab cost-model list).")] = None,
+    cost_model: Annotated[str | None, typer.Option("--cost-model", help="Price the run's recorded cost-plugin counts with this machine model only (lab cost-model list); default: every model, when the run has counts.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Counts per configuration, per workload unit, with their spread across repeats."""
-    cost_model_name(cost_model)
+    """Counts per configuration, per workload unit, with their spread across repeats; with
+    cost-plugin counts, time in modelled cycles beside icount, and the gap in each clock."""
+    cost_model = cost_model_name(cost_model)
     if json_out:
-        print_json(jsonable(with_costmodel(show_data(run, gap), run, cost_model)))
+        print_json(jsonable(show_data(run, gap, cost_model)))
     else:
-        print_show(run, gap)
-        print_costmodel(run, cost_model)
+        print_show(run, gap, cost_model)

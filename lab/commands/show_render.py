@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ui
+from ..clocks import LEAVES_OUT
 from ..errors import UsageError
 from ..report import build_report, figure_cells, headline
 from ..results import open_run
@@ -31,12 +32,17 @@ def gap_of(manifest: dict[str, Any], gap: str | None) -> tuple[str, str] | None:
     return names[0], names[1]
 
 
-def show_data(run_id: str, gap: str | None = None) -> dict[str, Any]:
-    """One run's report with the run's id and manifest: what `lab show --json` prints."""
+def show_data(run_id: str, gap: str | None = None,
+              cost_model: str | None = None) -> dict[str, Any]:
+    """One run's report with the run's id and manifest: what `lab show --json` prints.
+
+    When the run has cost-plugin counts, time is also given in modelled cycles under every
+    machine model, or only ``cost_model`` (the report's ``clocks``)."""
     run = open_run(run_id)
     records = run.records()
     manifest = run.manifest()
-    report = build_report(records, gap=gap_of(manifest, gap))
+    report = build_report(records, gap=gap_of(manifest, gap),
+                          cost_models=[cost_model] if cost_model else None)
     return {"schema_version": report.pop("schema_version"), "run_id": run.run_id,
             "manifest": manifest, **report}
 
@@ -53,7 +59,8 @@ def _fmt_cell(cell: dict[str, Any]) -> str:
 
 
 def _comparisons(rows: list[dict[str, Any]]) -> list[str]:
-    """Relative difference of each config against the first, with Welch's p, per figure."""
+    """Relative difference of each config against the first, with its 95% CI and Welch's p,
+    per figure (time in each clock among them)."""
     if len(rows) < 2:
         return []
     base = rows[0]
@@ -64,7 +71,11 @@ def _comparisons(rows: list[dict[str, Any]]) -> list[str]:
             ref = figure_cells(base)[label]
             if "mean" not in cell or "mean" not in ref or min(cell["n"], ref["n"]) < 2:
                 continue
-            parts.append(f"{label} {cell['delta_pct']:+.1f}% (Welch p={cell['welch_p']:.2g})")
+            lo, hi = cell.get("delta_lo_pct"), cell.get("delta_hi_pct")
+            ci = (f" [{lo:+.1f}, {hi:+.1f}]" if lo is not None and hi is not None
+                  and lo == lo and hi == hi and lo != hi else "")
+            parts.append(f"{label} {cell['delta_pct']:+.1f}%{ci} "
+                         f"(Welch p={cell['welch_p']:.2g})")
         if parts:
             lines.append(f"{row['config']} vs {base['config']}: " + ", ".join(parts))
     return lines
@@ -77,8 +88,39 @@ def _fmt_share(f: dict[str, Any]) -> str:
     return f"{f['mean']:.0%}{ci}"
 
 
+def _fmt_cost(f: dict[str, Any]) -> str:
+    pct, p = f.get("gap_pct"), f.get("gap_p")
+    if pct is None or pct != pct or abs(pct) == float("inf"):
+        return "-"
+    return f"{pct:+.1f}%" + ("" if p is None or p != p else f" p={p:.2g}")
+
+
+def _print_clock_gap(data: dict[str, Any]) -> None:
+    """The gap table in each clock: the baseline's cost over the floor and the share each
+    candidate recovers, time measured in icount and in modelled cycles per machine model."""
+    from rich import box
+    from rich.table import Table
+
+    g = data.get("gap", {})
+    rows = [r for r in g.get("rows", []) if r.get("clocks")]
+    if not rows:
+        return
+    table = Table(title=f"{g['baseline']} → {g['floor']} gap in each clock: cost = "
+                        f"{g['baseline']} vs {g['floor']} (Welch p), recovered = mean [95% "
+                        "CI]", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("workload", "config", "clock", "cost", "recovered"):
+        table.add_column(col, justify="right" if col in ("cost", "recovered") else "left")
+    for r in rows:
+        for i, (name, f) in enumerate(r["clocks"].items()):
+            table.add_row(r["workload"] if i == 0 else "", r["config"] if i == 0 else "",
+                          name, _fmt_cost(f), _fmt_share(f))
+        table.add_section()
+    ui.out_console.print(table)
+
+
 def _print_derived(data: dict[str, Any]) -> None:
-    """The gap-recovered table and the taskpile slopes, when the run has them."""
+    """The gap-recovered tables (in each clock too) and the taskpile slopes, when the run has
+    them."""
     from rich.table import Table
 
     if data.get("gap", {}).get("rows"):
@@ -97,6 +139,7 @@ def _print_derived(data: dict[str, Any]) -> None:
                 f"{k['base']:,.2f} / {k['floor']:,.2f} / {k['candidate']:,.2f}" if k else "-",
                 _fmt_share(k) if k else "-")
         ui.out_console.print(table)
+    _print_clock_gap(data)
     slopes = data.get("taskpile_slopes")
     if slopes:
         table = Table(title="taskpile: 4 kB pages per task alive (least-squares slope over all "
@@ -111,12 +154,16 @@ def _print_derived(data: dict[str, Any]) -> None:
         ui.out_console.print(table)
 
 
-def print_show(run_id: str, gap: str | None = None) -> None:
+def print_show(run_id: str, gap: str | None = None, cost_model: str | None = None) -> None:
     """One table per workload and parameter set, the comparison lines, the derived tables,
-    and warnings for kernel messages logged during a measurement or an unfinished run."""
+    and warnings for kernel messages logged during a measurement or an unfinished run.
+
+    With cost-plugin counts, modelled cycles per unit (every model, or ``cost_model``) are
+    rows beside guest time, compared with the baseline like it, and the gap table is given
+    in each clock."""
     from rich.table import Table
 
-    data = show_data(run_id, gap)
+    data = show_data(run_id, gap, cost_model)
     m = data["manifest"]
     records = open_run(run_id).records()
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -136,6 +183,10 @@ def print_show(run_id: str, gap: str | None = None) -> None:
         table.add_row("guest µs", *[
             _fmt_cell({k: (v / 1000 if isinstance(v, float) else v)
                        for k, v in r["guest_ns_per_unit"].items()}) for r in rows])
+        for clock in data.get("clocks", []):
+            if clock["model"]:
+                table.add_row(clock["label"], *[_fmt_cell(r["clocks"].get(clock["name"], {}))
+                                                for r in rows])
         for key in ("PageTables", "LowFree"):
             table.add_row(f"Δ{key} kB (run)",
                           *[_fmt_cell(r["meminfo_change_kb"][key]) for r in rows])
@@ -149,5 +200,13 @@ def print_show(run_id: str, gap: str | None = None) -> None:
                 + "; ".join(sorted({f"{e['kind']} ({r['config']} {r['workload']})"
                                     for r in noted for e in r["console_events"]}))
                 + ": see console_events in runs.jsonl and the run's console logs")
+    if cost_model and not data.get("clocks"):
+        ui.warn(f"the run has no cost-plugin counts: trace it with --cost-model {cost_model}")
+    elif data.get("clocks"):
+        geo = sorted({g for c in data["clocks"] for g in c.get("counted_with", [])})
+        ui.out_console.print(
+            "modelled cycles: Σ count × cost over the cost plugin's counts (docs/cost-model.md"
+            f"; TLB geometry simulated at run time: {', '.join(geo)}). {LEAVES_OUT}",
+            soft_wrap=False)
     if m.get("status") != "complete":
         ui.warn(f"run status: {m.get('status')}")

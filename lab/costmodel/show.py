@@ -1,80 +1,18 @@
-"""Modelled cycles per unit beside icount time, for ``lab trace/show --cost-model`` (issue 12).
+"""``lab cost-model list``: the machine models, every cost with its source.
 
-Kept apart from ``lab show``'s own tables (the shared report layer replaces those): these are
-the only two entry points the commands call.
+Modelled cycles per unit, their CIs, Δ % from the baseline and the gap recovered are not
+here: the report layer computes them for every clock (lab/report.py, lab/clocks.py) and
+`lab show`, the dashboard and `lab report` format them.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from rich.table import Table
-
 from .. import ui
-from ..stats import bootstrap_ci
-from . import load_model, per_unit
+from . import load_model
 
-__all__ = ["costmodel_data", "print_costmodel", "cmd_list"]
-
-_COLUMNS = [
-    ("cycles", "cycles"),
-    ("tlb_cycles", "TLB cyc"),
-    ("invlpg", "INVLPG"),
-    ("walks", "walks"),
-    ("icount_ns", "icount ns"),
-]
-
-
-def costmodel_data(records: list[dict[str, Any]], model_name: str) -> dict[str, Any]:
-    """Per workload/params/config: mean and 95 % CI per unit of each column, and the
-    relative difference of modelled cycles and icount time from the first configuration."""
-    model = load_model(model_name)
-    rows = []
-    by_cell: dict[tuple[str, str], dict[str, float]] = {}
-    for (config, workload, params), vals in per_unit(model, records).items():
-        row: dict[str, Any] = {"config": config, "workload": workload, "params": params,
-                               "repeats": len(vals["cycles"])}
-        for key, _ in _COLUMNS:
-            mean, lo, hi = bootstrap_ci(vals[key])
-            row[key] = {"mean": mean, "lo": lo, "hi": hi}
-        base = by_cell.setdefault((workload, params), {
-            "cycles": row["cycles"]["mean"], "icount_ns": row["icount_ns"]["mean"]})
-        for key in ("cycles", "icount_ns"):
-            row[f"{key}_vs_first"] = (row[key]["mean"] / base[key] - 1) if base[key] else None
-        rows.append(row)
-    recorded = sorted({r["costmodel"].get("model", "") for r in records if r.get("costmodel")})
-    return {"model": model.name, "clock_ghz": model.clock_ghz,
-            "tlb_geometry_from": recorded, "rows": rows}
-
-
-def _fmt(cell: dict[str, float]) -> str:
-    mean, lo, hi = cell["mean"], cell["lo"], cell["hi"]
-    digits = 0 if abs(mean) >= 1000 else 1
-    if math.isnan(lo) or math.isnan(hi):
-        return f"{mean:,.{digits}f}"
-    return f"{mean:,.{digits}f} ±{(hi - lo) / 2:,.{digits}f}"
-
-
-def print_costmodel(records: list[dict[str, Any]], model_name: str) -> None:
-    data = costmodel_data(records, model_name)
-    if not data["rows"]:
-        ui.warn(f"the run has no cost-plugin counts: trace it with --cost-model {model_name}")
-        return
-    geo = ", ".join(data["tlb_geometry_from"])
-    table = Table(title=f"per unit, modelled cycles on {data['model']} beside icount "
-                  f"(TLB geometry simulated at run time: {geo}); Δ: vs the first config")
-    table.add_column("workload", overflow="fold")
-    table.add_column("config", overflow="fold")
-    for _, title in _COLUMNS:
-        table.add_column(title, justify="right", overflow="fold")
-    table.add_column("Δ cyc", justify="right")
-    table.add_column("Δ icount", justify="right")
-    for row in sorted(data["rows"], key=lambda r: (r["workload"], r["params"])):
-        dc, di = row["cycles_vs_first"], row["icount_ns_vs_first"]
-        table.add_row(row["workload"], row["config"], *(_fmt(row[k]) for k, _ in _COLUMNS),
-                      "-" if dc is None else f"{dc:+.1%}", "-" if di is None else f"{di:+.1%}")
-    ui.out_console.print(table)
+__all__ = ["cmd_list"]
 
 
 def cmd_list(json_out: bool) -> list[dict[str, Any]]:

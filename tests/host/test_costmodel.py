@@ -147,22 +147,6 @@ def test_per_unit_uses_raw_counts_and_skips_records_without_them() -> None:
     assert row["cycles"] == [pytest.approx((100 + 20 * 250 + 30 * 30) / 10)]
 
 
-def test_costmodel_data_compares_both_clocks_with_the_first_config() -> None:
-    from lab.costmodel.show import costmodel_data
-
-    def rec(cfg: str, invlpg: int, ns: int) -> dict:  # type: ignore[type-arg]
-        return {"config": cfg, "workload": "w", "params": {}, "units": 1,
-                "guest_elapsed_ns": ns,
-                "costmodel": {"model": "skylake", "counts": {"insn_kernel": 1000,
-                                                             "invlpg": invlpg}}}
-    data = costmodel_data([rec("a", 4, 1000), rec("b", 0, 990)], "p4-2003")
-    rows = {r["config"]: r for r in data["rows"]}
-    assert data["model"] == "p4-2003" and data["tlb_geometry_from"] == ["skylake"]
-    assert rows["a"]["cycles_vs_first"] == 0
-    assert rows["b"]["cycles_vs_first"] == pytest.approx(1500 / (1500 + 1600) - 1)
-    assert rows["b"]["icount_ns_vs_first"] == pytest.approx(-0.01)
-
-
 # ---- boot plumbing ---------------------------------------------------------------------------
 
 
