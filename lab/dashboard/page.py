@@ -1,7 +1,8 @@
 """The page: sections in order, banners (SIMULATED, MIXED), navigation, one offline file.
 
 Every number on it comes from one :func:`lab.report.build_report` call over the runs'
-records (relabelled per origin first): the page decides what to show, not what it is.
+records (relabelled per origin first): the page decides what to show, not what it is. It
+opens with the answer as pictures, in each clock (answer.py), before the provenance.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 from ..errors import LabError, UsageError
 from ..report import build_report
 from ..results import RunDir
+from .answer import answer_section
 from .charts import COLORS, taskpile_figure, workload_figure, wrap
 from .fmt import KEY_COUNTERS, SIMULATED_SUFFIX, config_labels, esc, param_tags, params_text
 from .provenance import provenance_table, split_origins
@@ -54,13 +56,15 @@ def _mixed(records: list[dict[str, Any]]) -> str:
 
 
 def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
-                     allow_mixed: bool = False, gap: tuple[str, str] | None = None) -> Path:
+                     allow_mixed: bool = False, gap: tuple[str, str] | None = None,
+                     cost_models: list[str] | None = None) -> Path:
     """Write one offline HTML dashboard for ``runs``; returns its path.
 
     ``out`` is a file path, or a directory to put ``dashboard-<first run id>.html`` in.
     ``baseline`` names a configuration the others are compared to (Welch test, in the table).
     ``gap`` (baseline, floor) adds the share of that gap the other configurations recover;
-    by default a study plan's ``gap`` from the run manifest.
+    by default a study plan's ``gap`` from the run manifest. ``cost_models``: the machine
+    models to give modelled cycles in when the runs carry cost-plugin counts (default: all).
     Raises UsageError for nothing to show, an unknown baseline, or mixed timing/backends
     (unless ``allow_mixed``, which puts a MIXED banner on the page instead).
     """
@@ -80,7 +84,8 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
     if gap is None:
         gap = next((tuple(m["gap"]) for m in manifests.values()  # type: ignore[misc]
                     if isinstance(m.get("gap"), list) and len(m["gap"]) == 2), None)
-    report = build_report(records, baseline=baseline, gap=gap, allow_mixed=allow_mixed)
+    report = build_report(records, baseline=baseline, gap=gap, allow_mixed=allow_mixed,
+                          cost_models=cost_models)
     rows = report["summary"]
     simulated = (any(bool(r.get("simulated")) for r in records)
                  or any(manifests[r.run_id].get("simulated") for r in profiled))
@@ -95,6 +100,7 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
                                 config={"displaylogo": False, "responsive": True}))
         return figs[-1]
 
+    answer = answer_section(report, sfx, plot)   # first: it carries plotly.js for the page
     sections: list[tuple[str, str, str, int]] = []   # (anchor, heading, html, level)
     # one section per workload and parameter set: per-unit figures depend on the parameters
     cells = sorted({(row["workload"], json.dumps(row["params"], sort_keys=True)) for row in rows})
@@ -143,7 +149,8 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
               '(lab/tracers/sim_model.toml), not from a guest kernel.</div>' if simulated else "")
     if allow_mixed:
         banner += _mixed(records)
-    nav = ('<a href="#gap">Gap recovered</a> ' if gap_html else "") + " ".join(
+    nav = ('<a href="#answer">The answer</a> ' if answer else "") + (
+        '<a href="#gap">Gap recovered</a> ' if gap_html else "") + " ".join(
         f'<a href="#{a}">{esc(h)}</a>' for a, h, _, _ in sections)
     head = ("<h2>Headline: per unit, mean ± half-width of the 95% CI</h2><p class='note'>Hover "
             "a cell for the CI bounds and CV. “absent” means the kernel lacks the counter "
@@ -153,7 +160,7 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{esc(title)}</h1>{banner}<nav>{nav}</nav>"
+            f"<h1>{esc(title)}</h1>{banner}<nav>{nav}</nav>{answer}"
             f"<h2>Provenance</h2>{provenance_table(runs, manifests, records)}{notes_html}"
             f"{gap_html}{head}{body}</body></html>")
     if out.is_dir():

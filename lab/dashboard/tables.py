@@ -9,6 +9,7 @@ import json
 import math
 from typing import Any
 
+from ..clocks import GUEST_CLOCKS
 from ..errors import LabError
 from ..profile import annotate
 from ..results import RunDir
@@ -48,16 +49,21 @@ def _line(kind: str, key: str, row: dict[str, Any]) -> dict[str, Any]:
         return row["counters"].get(key, {"absent": "not recorded"})
     if kind == "time":
         return row["guest_ns_per_unit"]
+    if kind == "clock":
+        return row.get("clocks", {}).get(key, {})
     return row["meminfo_change_kb"][key]
 
 
 def headline_table(rows: list[dict[str, Any]], labels: list[str], base_idx: int | None,
                    counters: tuple[str, ...] = KEY_COUNTERS, extras: bool = True) -> str:
-    """Counters (and guest time, meminfo change) per configuration; Δ and Welch's p against
-    the baseline row ``base_idx`` (none when None), as the report computed them."""
+    """Counters (and guest time, modelled cycles per machine model when the runs have
+    cost-plugin counts, meminfo change) per configuration; Δ and Welch's p against the
+    baseline row ``base_idx`` (none when None), as the report computed them."""
     lines = [(n, "counter", n, 1.0) for n in counters]
     if extras:
         lines.append(("guest time (µs)", "time", "", 1000.0))
+        lines += [(f"{c} modelled cycles", "clock", c, 1.0)
+                  for c in (rows[0].get("clocks", {}) if rows else {}) if c not in GUEST_CLOCKS]
         lines += [(f"{k} change (kB, whole run)", "meminfo", k, 1.0) for k in MEMINFO_KEYS]
     body = []
     for name, kind, key, scale in lines:
