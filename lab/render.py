@@ -18,6 +18,7 @@ import math
 import textwrap
 from typing import Any
 
+from .clocks import LEAVES_OUT
 from .report import GUEST_TIME, figure_cells, headline
 
 __all__ = ["render", "FORMATS", "WIDTH", "PROFILE_ROWS"]
@@ -29,7 +30,7 @@ WIDTH = 80
 PROFILE_ROWS = 15
 
 _ASCII = str.maketrans({"µ": "u", "Δ": "d", "−": "-", "→": "->", "—": "-", "±": "+/-",
-                        "×": "x", "…": "..."})
+                        "×": "x", "…": "...", "Σ": "sum"})
 
 
 def _num(x: Any) -> str:
@@ -206,6 +207,57 @@ def _gap(doc: dict[str, Any], fmt: str) -> list[str]:
     return out
 
 
+def _clock_words(clocks: list[dict[str, Any]]) -> str:
+    """What each clock is, and what the model leaves out (every modelled figure says it)."""
+    models = [c for c in clocks if c.get("model")]
+    if not models:
+        return ""
+    guest = next((c["name"] for c in clocks if not c.get("model")), "icount")
+    return (f"{guest}: QEMU guest time, one instruction = 1 ns. "
+            + "; ".join(f"{c['name']}: modelled cycles on {c.get('description') or c['name']}"
+                        f" (TLB misses counted with the {', '.join(c.get('counted_with') or [])}"
+                        " geometry)" for c in models)
+            + ". Modelled cycles = Σ count × cost over the cost plugin's counts "
+            f"(docs/cost-model.md). {LEAVES_OUT}")
+
+
+def _clocks(doc: dict[str, Any], fmt: str) -> list[str]:
+    """Time in each clock side by side (icount, modelled cycles per machine model): the
+    baseline's cost over the floor and the share of that gap each candidate recovers; just
+    the clocks' description when there is no gap (the figures table has the cycles)."""
+    clocks = doc["report"].get("clocks") or []
+    words = _clock_words(clocks)
+    if not words:
+        return []
+    g = doc["report"].get("gap") or {}
+    rows = [r for r in g.get("rows", []) if r.get("clocks")]
+    if not rows:
+        return _para(f"Clocks. {words}", fmt)
+    b, f = g["baseline"], g["floor"]
+    out = _heading(f"{b} vs {f} in each clock: cost and share recovered", fmt, 2)
+    out += _para(f"cost: ({b} − {f}) / {f} per unit in that clock, Welch's p; recovered: "
+                 f"({b} − C) / ({b} − {f}), C the candidate, 95% bootstrap CI over the "
+                 f"repeats. {words}", fmt)
+    names = [c["name"] for c in clocks]
+
+    def cost(x: dict[str, Any] | None) -> str:
+        if not x or not _pct(x.get("gap_pct")):
+            return "-"
+        p = _p(x.get("gap_p"))
+        return _pct(x["gap_pct"]) + (f" (p{p})" if p.startswith("<") else
+                                     f" (p={p})" if p else "")
+
+    table = [[r["workload"], r["config"],
+              *(cost(r["clocks"].get(n)) for n in names),
+              *(_share(r["clocks"][n]) if n in r["clocks"] else "-" for n in names)]
+             for r in rows]
+    out += _table(["workload", "C", *(f"cost: {n}" for n in names),
+                   *(f"recovered: {n}" for n in names)], table, fmt,
+                  set(range(2, 2 + 2 * len(names))))
+    out.append("")
+    return out
+
+
 def _taskpile(doc: dict[str, Any], fmt: str) -> list[str]:
     slopes = doc["report"].get("taskpile_slopes")
     if not slopes:
@@ -262,6 +314,9 @@ def render(doc: dict[str, Any], fmt: str = "text", brief: bool = False) -> str:
 
     ``brief``: the README block: the named figures only (or just the gap table when there is
     one), no provenance (the block names the kernels and links to REPORT.md) and no profile.
+    When the runs carry cost-plugin counts, both forms also give the gap in each clock
+    (icount and modelled cycles per machine model) side by side, and what the model leaves
+    out; without them the output is what it was before the cost model.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
@@ -278,7 +333,8 @@ def render(doc: dict[str, Any], fmt: str = "text", brief: bool = False) -> str:
     # the README block of a study with a gap table leads with it: it already carries the
     # three configurations' means; the full table is in REPORT.md
     gap = _gap(doc, fmt)
-    lines += ([] if brief and gap else _headline(doc, fmt, brief)) + gap + _taskpile(doc, fmt)
+    lines += (([] if brief and gap else _headline(doc, fmt, brief)) + _clocks(doc, fmt) + gap
+              + _taskpile(doc, fmt))
     if not brief:
         for prof in doc.get("profiles", []):
             lines += _profile(prof, fmt)

@@ -83,26 +83,26 @@ def _clocks_line(names: list[tuple[str, str]]) -> str:
     return "in each clock: " + ", ".join(n for _, n in names)
 
 
-def _refs(fig: go.Figure, refs: tuple[tuple[float, str], ...], panels: int) -> None:
-    """Dotted reference lines (0 = the baseline, 100 % = the floor), named at the left, drawn
-    once the subplots hold their dots (plotly skips empty subplots)."""
+def _refs(fig: go.Figure, refs: tuple[float, ...], panels: int) -> None:
+    """Dotted reference lines (0 = the baseline, 100 % = the floor; the y-axis title names
+    them), drawn once the subplots hold their dots (plotly skips empty subplots)."""
     for col in range(1, panels + 1):
-        for ref, text in refs:
-            named = {"annotation_text": text, "annotation_position": "bottom left",
-                     "annotation_font": {"size": 11, "color": "#555"}} if col == 1 else {}
+        for ref in refs:
             fig.add_hline(y=ref, line={"color": "#666", "dash": "dot", "width": 1.5},
-                          row=1, col=col, **named)
+                          row=1, col=col)
 
 
-def _figure(panels: list[str], title: str, y_title: str) -> go.Figure:
+def _figure(panels: list[str], title: str) -> go.Figure:
+    """Subplots side by side; what the y axis is, is said in each subplot's title (every
+    title of a SIMULATED page ends so, and axis titles would not)."""
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, shared_yaxes=True,
                         horizontal_spacing=0.06)
-    fig.update_yaxes(title_text=y_title, row=1, col=1, zeroline=False)
+    fig.update_yaxes(zeroline=False, ticksuffix="%")
     fig.update_xaxes(automargin=True)
     fig.update_annotations(font_size=13)
     fig.update_layout(title=title, height=460, scattermode="group", scattergap=0.5,
                       margin={"t": 110, "b": 90},
-                      legend={"orientation": "h", "x": 0, "y": -0.18, "title": "clock: "})
+                      legend={"orientation": "h", "x": 0, "y": -0.18})
     return fig
 
 
@@ -114,10 +114,10 @@ def gap_figure(report: dict[str, Any], sfx: str) -> go.Figure | None:
     labels = _cell_label(g["rows"])
     cands = sorted({r["config"] for r in g["rows"]})
     names = clock_names(report)
-    fig = _figure([f"{c} recovers" for c in cands],
+    fig = _figure([f"{c}: % of the gap recovered (0 = {g['baseline']}, 100 = {g['floor']})"
+                   f"{sfx}" for c in cands],
                   f"Share of the {g['baseline']} → {g['floor']} gap recovered per workload "
-                  f"(mean, 95% bootstrap CI){sfx}<br><sup>{_clocks_line(names)}</sup>",
-                  "share of the gap recovered (%)")
+                  f"(mean, 95% bootstrap CI)<br><sup>{_clocks_line(names)}</sup>{sfx}")
     for i, (key, name) in enumerate(names):
         for k, cand in enumerate(cands, 1):
             rows = [r for r in g["rows"] if r["config"] == cand]
@@ -126,7 +126,7 @@ def gap_figure(report: dict[str, Any], sfx: str) -> go.Figure | None:
             _dots(fig, [labels[(r["workload"], r["params"])] for r in rows], pts, name,
                   CLOCK_COLORS[i % len(CLOCK_COLORS)], ("mean", "lo", "hi"), 100.0, k == 1,
                   k, "of the gap (0% = baseline, 100% = floor)")
-    _refs(fig, ((0.0, f"0% = {g['baseline']}"), (100.0, f"100% = {g['floor']}")), len(cands))
+    _refs(fig, (0.0, 100.0), len(cands))
     return fig
 
 
@@ -140,11 +140,11 @@ def delta_figure(report: dict[str, Any], sfx: str) -> go.Figure | None:
     configs = sorted({r["config"] for r in rows})
     bases = sorted({r["baseline"] for r in rows})
     names = clock_names(report)
-    fig = _figure([f"{c} vs {', '.join(sorted({r['baseline'] for r in rows if r['config'] == c}))}"
-                   for c in configs],
+    base_of = {c: ", ".join(sorted({r["baseline"] for r in rows if r["config"] == c}))
+               for c in configs}
+    fig = _figure([f"{c}: Δ % from {base_of[c]}{sfx}" for c in configs],
                   f"Δ % per unit from the baseline ({', '.join(bases)}) per workload (mean, "
-                  f"95% CI, Welch){sfx}<br><sup>{_clocks_line(names)}</sup>",
-                  "Δ % from the baseline")
+                  f"95% CI, Welch)<br><sup>{_clocks_line(names)}</sup>{sfx}")
     for i, (key, name) in enumerate(names):
         for k, cfg in enumerate(configs, 1):
             mine = [r for r in rows if r["config"] == cfg]
@@ -154,7 +154,7 @@ def delta_figure(report: dict[str, Any], sfx: str) -> go.Figure | None:
                         for r in mine], pts, name, CLOCK_COLORS[i % len(CLOCK_COLORS)],
                   ("delta_pct", "delta_lo_pct", "delta_hi_pct"), 1.0, k == 1, k,
                   "from the baseline")
-    _refs(fig, ((0.0, f"0 = {', '.join(bases)}"),), len(configs))
+    _refs(fig, (0.0,), len(configs))
     return fig
 
 
@@ -188,8 +188,11 @@ def _numbers(report: dict[str, Any]) -> str:
 
 def answer_section(report: dict[str, Any], sfx: str,
                    plot: Any) -> str:
-    """The page's opening section (empty when there is nothing to compare): the two charts,
-    drawn with ``plot`` (the page's figure embedder), and the table of their numbers."""
+    """The page's opening section: the two charts, drawn with ``plot`` (the page's figure
+    embedder), and the table of their numbers. Empty unless the report has a gap or
+    modelled cycles: without either, the per-workload sections already are the answer."""
+    if not report.get("clocks") and not (report.get("gap") or {}).get("rows"):
+        return ""
     figs = [f for f in (gap_figure(report, sfx), delta_figure(report, sfx)) if f is not None]
     if not figs:
         return ""
