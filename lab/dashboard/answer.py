@@ -186,6 +186,30 @@ def _numbers(report: dict[str, Any]) -> str:
     return table(("workload", "config", *(n for _, n in names)), body)
 
 
+def _delta(c: dict[str, Any] | None) -> str:
+    if not c or c.get("delta_pct") is None or not math.isfinite(c["delta_pct"]):
+        return "—"
+    lo, hi, p = c.get("delta_lo_pct"), c.get("delta_hi_pct"), c.get("welch_p")
+    ci = (f" [{lo:+.1f}, {hi:+.1f}]" if lo is not None and hi is not None
+          and math.isfinite(lo) and math.isfinite(hi) else "")
+    return cell_lines(f"{c['delta_pct']:+.1f}%{ci}",
+                      f"p={p:.2g}" if p is not None and math.isfinite(p) else "")
+
+
+def _delta_numbers(report: dict[str, Any]) -> str:
+    """The Δ chart as numbers: per workload and configuration, Δ % [95% CI] and Welch's p in
+    each clock."""
+    rows = [r for r in report["summary"] if r.get("baseline") and r["config"] != r["baseline"]]
+    names = clock_names(report)
+    body = []
+    for r in rows:
+        cells = [r.get("clocks", {}).get(k) if k else r["guest_ns_per_unit"] for k, _ in names]
+        body.append(f"<tr><td>{esc(r['workload'])}</td><td>{esc(r['config'])} vs "
+                    f"{esc(r['baseline'])}</td>"
+                    + "".join(f"<td class='num'>{_delta(c)}</td>" for c in cells) + "</tr>")
+    return table(("workload", "Δ % per unit", *(n for _, n in names)), body) if body else ""
+
+
 def answer_section(report: dict[str, Any], sfx: str,
                    plot: Any) -> str:
     """The page's opening section: the two charts, drawn with ``plot`` (the page's figure
@@ -210,4 +234,5 @@ def answer_section(report: dict[str, Any], sfx: str,
     what = (f"Gap: {g['baseline']} (baseline, 0%) → {g['floor']} (floor, 100%); cost is "
             f"{g['baseline']} vs {g['floor']} per unit (Welch's p). " if g else "")
     return (f'<h2 id="answer">The answer, in each clock</h2><p class="note">{esc(what)}'
-            f"{esc(which)}</p>" + "".join(plot(f) for f in figs) + _numbers(report))
+            f"{esc(which)}</p>" + "".join(plot(f) for f in figs) + _numbers(report)
+            + _delta_numbers(report))

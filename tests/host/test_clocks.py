@@ -207,6 +207,10 @@ def test_dashboard_opens_with_the_answer_in_each_clock(tmp_path: Path) -> None:
     sky = next(t for t in delta if t["name"].startswith("skylake") and t["xaxis"] == "x2")
     assert sky["y"][sky["x"].index("faultstorm")] == pytest.approx(
         ukva["clocks"]["skylake"]["delta_pct"])
+    cell = ukva["clocks"]["skylake"]
+    assert (f"<td>ukva vs built-highpte</td><td class='num'>"
+            f"{ukva['clocks']['icount']['delta_pct']:+.1f}%") in page   # Δ in numbers too
+    assert f"{cell['delta_pct']:+.1f}% [{cell['delta_lo_pct']:+.1f}, " in page
     assert "skylake modelled cycles" in page    # the headline table's row
     assert "leaves out caches" in page
 
