@@ -17,19 +17,18 @@ exactly what it was before the cost model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .compare import Figure
 from .costmodel import Model, list_models, load_model, modelled_cycles, record_counts
 from .stats import Record, guest_ns_per_unit
 
 __all__ = ["Clock", "GUEST_CLOCKS", "clocks", "cycles_per_unit", "has_cost_counts",
            "LEAVES_OUT"]
-
-Figure = Callable[[list[Record]], "np.ndarray | None"]
 
 #: Names the guest-time clock takes: its timing mode when every record has the same one.
 GUEST_CLOCKS = ("icount", "realtime", "modelled", "guest time")
