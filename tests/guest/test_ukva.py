@@ -165,6 +165,7 @@ class TestUkvaGuest:
             f"echo 'p:pf pgd_free' >> {tr}/kprobe_events && "
             f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
             f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
+            f"echo 'p:ex ukva_exit_mmap' >> {tr}/kprobe_events && "
             f"echo 1 > {tr}/events/kprobes/enable")
         stress(guest, SHORT_STRESS_SECONDS)
         run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
@@ -176,6 +177,9 @@ class TestUkvaGuest:
         assert abs(hits["sf"] - hits["pf"]) <= 2 and abs(hits["sa"] - hits["sf"]) <= 20, hits
         assert hits["win"] > 100 * hits["sa"], hits
         assert hits["det"] > 0, hits
+        # every mm torn down passes the exit hook (arch_exit_mmap), which lets an exiting
+        # task's own teardown use the window
+        assert hits["ex"] > 20, hits
         assert console_problems(guest) == []
         assert run(guest, "true") == "", "the guest still answers"
 
@@ -250,6 +254,32 @@ class TestDebugKernelStress:
         stats = run(env, "cat", "/proc/lockdep_stats")
         assert re.search(r"debug_locks:\s+1", stats), stats
         assert run(env, "cat", "/proc/sys/kernel/tainted").strip() == "0"
+
+    def test_a_stale_window_slot_is_refused_then_cleared_and_reported(
+            self, debug_guest: dict[str, str]) -> None:
+        """After the clean stress (it asserts an untainted kernel): point the shell's stack page
+        table's window slot at a spare page (/sys/kernel/debug/ukva_inject, DEBUG_VM only), as
+        a pmd transition that bypassed the hooks would leave it. Fork must copy the stack through
+        kmap, not the window (the subshell runs on the copy), with one warning; the shell's exit
+        must clear the slot, flush, and warn once; nothing else may go wrong."""
+        env = debug_guest
+        script = (
+            'e=$(grep "\\[stack\\]" /proc/$$/maps | cut -d- -f2 | cut -d" " -f1); '
+            'echo $((0x$e - 1)) > /sys/kernel/debug/ukva_inject || exit 9; '
+            '(echo child-ok); ls / > /dev/null && echo parent-ok')
+        assert run(env, "sh", "-c", script).split() == ["child-ok", "parent-ok"]
+        dmesg = run(env, "dmesg")
+        inject = re.findall(r"UKVA: inject: slot (\d+) now maps", dmesg)
+        refused = re.findall(r"UKVA: slot (\d+) maps \S+, pmd \S+: stale window, kmap used", dmesg)
+        cleared = re.findall(r"UKVA: cleared slot (\d+) mapped", dmesg)
+        assert len(inject) == 1 and refused == inject and cleared == inject, (inject, refused,
+                                                                              cleared)
+        assert len(re.findall(r"WARNING:", dmesg)) == 2, dmesg
+        assert not re.search(r"Oops|BUG:|general protection|Kernel panic|bad pmd", dmesg), dmesg
+        # the kernel carries on: the slot was cleared with its table, nothing else is stale
+        report = json.loads(run(env, "/workloads/faultstorm").strip().splitlines()[-1])
+        assert report["errors"] == 0
+        assert len(re.findall(r"WARNING:", run(env, "dmesg"))) == 2
 
 
 def test_nopti_keeps_the_window_with_a_private_kernel_pmd(
