@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .. import ui
 from ..stats import bootstrap_ci
-from . import load_model, per_unit
+from . import load_model, per_unit, tlb_geometry
 
 __all__ = ["costmodel_data", "print_costmodel", "cmd_list"]
 
@@ -43,7 +43,7 @@ def costmodel_data(records: list[dict[str, Any]], model_name: str) -> dict[str, 
         for key in ("cycles", "icount_ns"):
             row[f"{key}_vs_first"] = (row[key]["mean"] / base[key] - 1) if base[key] else None
         rows.append(row)
-    recorded = sorted({r["costmodel"].get("model", "") for r in records if r.get("costmodel")})
+    recorded = sorted({g for r in records if (g := tlb_geometry(model, r)) is not None})
     return {"model": model.name, "clock_ghz": model.clock_ghz,
             "tlb_geometry_from": recorded, "rows": rows}
 
