@@ -44,7 +44,8 @@ def main() -> None:
             "guest_us_per_fork_clean": [round(x, 2) for x in clean],
             "guest_us_per_fork_probed": [round(x, 2) for x in probed],
             "kprobe_hits_per_fork": round(statistics.median(hits), 1),
-            "overhead_ratio": round(statistics.median(p / c for p, c in zip(probed, clean)), 4),
+            "overhead_ratio": round(statistics.median(
+                p / c for p, c in zip(probed, clean, strict=True)), 4),
         }
     print(json.dumps(result, indent=2))
 
