@@ -213,12 +213,12 @@ static void tlb_flush_range(struct tlb *t, uint64_t lo)
 
 static void flush_all(int keep_global)
 {
-	int g_, i;
+	int j, i;
 
-	for (g_ = 0; g_ < n_geo; g_++)
+	for (j = 0; j < n_geo; j++)
 		for (i = 0; i < 5; i++)
-			if (geo_tlb(&geo[g_], i)->entries)
-				tlb_flush(geo_tlb(&geo[g_], i), keep_global);
+			if (geo_tlb(&geo[j], i)->entries)
+				tlb_flush(geo_tlb(&geo[j], i), keep_global);
 	last_key[0] = last_key[1] = 0;
 }
 
@@ -309,14 +309,14 @@ static void on_tb(unsigned int vcpu, void *ud)
 /* The same approximation in every geometry: drop each 4 KiB entry at or above invlpg_lo. */
 static void on_invlpg(unsigned int vcpu, void *ud)
 {
-	int g_, i;
+	int j, i;
 
 	(void)vcpu, (void)ud;
 	w[W_INVLPG] += active;
-	for (g_ = 0; g_ < n_geo; g_++)
+	for (j = 0; j < n_geo; j++)
 		for (i = 0; i < 5; i++)
-			if (geo_tlb(&geo[g_], i)->entries)
-				tlb_flush_range(geo_tlb(&geo[g_], i), invlpg_lo);
+			if (geo_tlb(&geo[j], i)->entries)
+				tlb_flush_range(geo_tlb(&geo[j], i), invlpg_lo);
 	last_key[0] = last_key[1] = 0;
 }
 
@@ -340,7 +340,10 @@ static uint64_t sub0(uint64_t a, uint64_t b)
 	return a > b ? a - b : 0;
 }
 
-/* Append ,"key":value for each of n counters to buf (n0 bytes used); the new length. */
+/*
+ * Append "key":value for count counters at buf + n (a comma first unless after a {); the
+ * new length.
+ */
 static int put_counts(char *buf, size_t size, int n, const char *const *names,
 		      const uint64_t *v, int count)
 {
