@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from .compare import Figure
-from .costmodel import Model, list_models, load_model, modelled_cycles, record_counts
+from .costmodel import (
+    Model,
+    list_models,
+    load_model,
+    modelled_cycles,
+    record_counts,
+    tlb_geometry,
+)
 from .stats import Record, guest_ns_per_unit
 
 __all__ = ["Clock", "GUEST_CLOCKS", "clocks", "cycles_per_unit", "has_cost_counts",
@@ -94,8 +101,9 @@ def _guest_clock_name(records: list[Record]) -> str:
 def clocks(records: list[Record], models: Sequence[str] | None = None) -> list[Clock]:
     """The clocks of ``records``: guest time first, then one per machine model (every model
     in lab/costmodel/models, or those named) that prices at least one record's counts.
-    The models whose own TLB geometry was simulated come first. Empty when no record carries
-    cost-plugin counts. Raises UsageError for an unknown model.
+    The models whose own TLB geometry was simulated come first (``counted_with``: the
+    geometries their TLB counts came from, :func:`lab.costmodel.tlb_geometry`). Empty when
+    no record carries cost-plugin counts. Raises UsageError for an unknown model.
     Example: ``[c.label for c in clocks(recs)]`` -> ['icount ns', 'skylake cycles',
     'p4-2003 cycles'] for a run counted with skylake's geometry."""
     chosen = [load_model(n) for n in (list_models() if models is None else models)]
@@ -105,8 +113,7 @@ def clocks(records: list[Record], models: Sequence[str] | None = None) -> list[C
     for model in chosen:
         priced = [r for r in records if record_counts(model, r) is not None]
         if priced:
-            geometry = sorted({str((r.get("costmodel") or {}).get("model") or "?")
-                               for r in priced})
+            geometry = sorted({tlb_geometry(model, r) or "?" for r in priced})
             out.append(Clock(model.name, "cycles", cycles_per_unit(model), model,
                              tuple(geometry)))
     # the model the run counted with first: its TLB misses are its own geometry's

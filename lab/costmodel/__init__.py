@@ -2,8 +2,10 @@
 
 Three parts, all pure functions except the plugin build:
 
-- **Machine models** are data (``models/NAME.toml``): the TLB geometry the plugin simulates at
-  run time and a price per counted event, each with its source.
+- **Machine models** are data (``models/NAME.toml``): a TLB geometry and a price per counted
+  event, each with its source. The plugin simulates every model's TLB geometry in the same run
+  (the run-time model's counts at the top level of a window record, the others' under
+  ``geometries``), so any model can re-price a run with its own TLB's misses.
 - **Applying a model** turns the raw per-window counts the plugin recorded
   (``record["costmodel"]``) into modelled cycles: ``Σ count × cost``. Nothing here boots a
   guest, so any stored run can be re-priced with any model.
@@ -20,10 +22,12 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,8 @@ __all__ = [
     "Model",
     "COST_KEYS",
     "TLB_KEYS",
+    "TLB_COUNT_KEYS",
+    "TLB_GEOMETRY",
     "MODELS_DIR",
     "PLUGIN_SOURCES",
     "list_models",
@@ -42,6 +48,7 @@ __all__ = [
     "modelled_cycles",
     "per_unit",
     "record_counts",
+    "tlb_geometry",
     "pti_enabled",
     "plugin_key",
     "plugin_path",
@@ -67,6 +74,18 @@ COST_KEYS = (
     "stlb_hit", "walk", "load", "store",
 )
 TLB_KEYS = ("itlb", "itlb2m", "dtlb", "dtlb2m", "stlb")
+#: The counts that depend on the TLB geometry: the plugin keeps them per geometry (a window
+#: record's top level: the run-time model's; ``geometries[NAME]``: every other model's).
+#: ``dtlb_*_kmap`` count again the data-side misses and walks in the INVLPG (kmap) window.
+TLB_COUNT_KEYS = (
+    *(f"{s}_{kind}_{mode}" for s in ("itlb", "dtlb") for kind in ("l1_miss", "walk")
+      for mode in ("user", "kernel")),
+    "dtlb_l1_miss_kmap", "dtlb_walk_kmap",
+)
+#: The key ``record_counts`` adds: the model whose TLB geometry the TLB counts come from.
+TLB_GEOMETRY = "tlb_geometry"
+#: A model's name goes into the plugin's arguments and its JSON records as is.
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
 #: The kernel's direct map (lowmem) on the 3G/1G split is mapped with 2 MiB pages; the kmap,
 #: fixmap and vmalloc areas above it with 4 KiB pages. INVLPG drops every 4 KiB entry at or
 #: above INVLPG_LO (the pkmap/fixmap/UKVA window), because a 7.2 plugin cannot see its target.
@@ -88,7 +107,13 @@ class Model:
     path: Path
 
     def plugin_args(self) -> dict[str, str]:
+        """The run-time geometry: ``itlb=E:W`` ... ``stlb=E:W``."""
         return {k: f"{e}:{w}" for k, (e, w) in self.tlb.items()}
+
+    def geometry_arg(self) -> str:
+        """This model's geometry as one more simulated beside the run-time one:
+        ``geo=NAME/ITLB/ITLB2M/DTLB/DTLB2M/STLB``'s value, each part ``E:W``."""
+        return "/".join([self.name, *(f"{e}:{w}" for e, w in (self.tlb[k] for k in TLB_KEYS))])
 
 
 def list_models() -> list[str]:
@@ -141,6 +166,8 @@ def _parse_model(path: Path) -> Model:
     name = str(data.get("name", path.stem))
     if name != path.stem:
         raise _bad(path, f"name {name!r} differs from the file name")
+    if not _NAME_RE.fullmatch(name):
+        raise _bad(path, "a model's name is at most 63 of A-Z a-z 0-9 . _ -")
     return Model(name, str(data.get("description", "")), float(data.get("clock_ghz", 1.0)),
                  tlb, costs, sources, path)
 
@@ -189,17 +216,41 @@ def record_counts(model: Model, record: dict[str, Any]) -> dict[str, Any] | None
     """The raw counts of one record's measured window to price with MODEL, or None when the
     record has none (traced without a cost model, or no units).
 
-    Why a function: the TLB counts depend on the geometry simulated at run time, so which
-    counts belong to which model is decided here, once, for every caller."""
+    Why a function: the TLB counts depend on the TLB geometry simulated, so which counts
+    belong to which model is decided here, once, for every caller. The TLB counts
+    (``TLB_COUNT_KEYS``) are MODEL's own geometry's when the record has them (the run-time
+    model's, or ``geometries[MODEL]``, simulated beside it); a record of an older run has the
+    run-time geometry's only, and keeps them. ``counts[TLB_GEOMETRY]`` names the model whose
+    geometry they are (see ``tlb_geometry``); ``geometries`` itself is not returned."""
     cm = record.get("costmodel")
     if not cm or not cm.get("counts") or (record.get("units") or 0) <= 0:
         return None
-    return dict(cm["counts"])
+    counts = dict(cm["counts"])
+    others = counts.pop("geometries", None)
+    source = str(cm.get("model") or counts.get("model") or "")
+    own = others.get(model.name) if isinstance(others, dict) else None
+    if model.name != source and isinstance(own, dict):
+        for key in TLB_COUNT_KEYS:
+            counts.pop(key, None)
+            if key in own:
+                counts[key] = own[key]
+        source = model.name
+    counts[TLB_GEOMETRY] = source
+    return counts
+
+
+def tlb_geometry(model: Model, record: dict[str, Any]) -> str | None:
+    """The model whose TLB geometry ``record_counts(model, record)`` takes the TLB counts from:
+    MODEL's own when the record has it, else the run-time model's (None: no counts)."""
+    counts = record_counts(model, record)
+    return None if counts is None else str(counts[TLB_GEOMETRY])
 
 
 def per_unit(model: Model, records: list[dict[str, Any]]) -> dict[tuple[str, str, str], Any]:
     """Per (config, workload, params): modelled cycles and events per unit, one value per
-    repeat, from the records' raw counts (records without them are skipped)."""
+    repeat, from the records' raw counts as ``record_counts`` picks them for MODEL (records
+    without counts are skipped). ``kmap_walks``: data-side walks in the INVLPG (kmap) window,
+    0 for runs older than that counter."""
     out: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in records:
         counts = record_counts(model, r)
@@ -216,6 +267,7 @@ def per_unit(model: Model, records: list[dict[str, Any]]) -> dict[tuple[str, str
             "tlb_cycles": cyc["tlb"] / units,
             "invlpg": _c(counts, "invlpg") / units,
             "walks": walks / units,
+            "kmap_walks": _c(counts, "dtlb_walk_kmap") / units,
             "icount_ns": float(r.get("guest_elapsed_ns") or 0) / units,
         }
         for k, v in vals.items():
@@ -288,22 +340,29 @@ def require_plugin_support(qemu: str) -> None:
                        "built with --enable-plugins (Debian's qemu-system-x86 7.2 has it)")
 
 
-def plugin_option(so: Path, out: Path, model: Model, cmdline: str) -> str:
-    """The value of QEMU's ``-plugin`` option for ``model`` on a boot with ``cmdline``."""
-    args = {
-        "out": str(out),
-        "model": model.name,
-        "pti": "on" if pti_enabled(cmdline) else "off",
-        "kernel_base": hex(KERNEL_BASE),
-        "large_lo": hex(LARGE_RANGE[0]),
-        "large_hi": hex(LARGE_RANGE[1]),
-        "invlpg_lo": hex(INVLPG_LO),
-        **model.plugin_args(),
-    }
-    for k, v in [("file", str(so)), *args.items()]:
+def plugin_option(so: Path, out: Path, model: Model, cmdline: str,
+                  others: Sequence[Model] | None = None) -> str:
+    """The value of QEMU's ``-plugin`` option for ``model`` on a boot with ``cmdline``: its
+    TLB geometry first (``itlb=E:W``...), then one ``geo=NAME/ITLB/ITLB2M/DTLB/DTLB2M/STLB``
+    for each of ``others`` (default: every other model in MODELS_DIR, by name), simulated in
+    the same run so any model can re-price the run with its own TLB's counts."""
+    if others is None:
+        others = [load_model(n) for n in list_models() if n != model.name]
+    args = [
+        ("out", str(out)),
+        ("model", model.name),
+        ("pti", "on" if pti_enabled(cmdline) else "off"),
+        ("kernel_base", hex(KERNEL_BASE)),
+        ("large_lo", hex(LARGE_RANGE[0])),
+        ("large_hi", hex(LARGE_RANGE[1])),
+        ("invlpg_lo", hex(INVLPG_LO)),
+        *model.plugin_args().items(),
+        *(("geo", m.geometry_arg()) for m in others if m.name != model.name),
+    ]
+    for k, v in [("file", str(so)), *args]:
         if "," in v:
             raise UsageError(f"cost-model plugin {k} {v!r} contains a comma")
-    return ",".join([f"file={so}", *(f"{k}={v}" for k, v in args.items())])
+    return ",".join([f"file={so}", *(f"{k}={v}" for k, v in args)])
 
 
 def window_file(instance_dir: Path) -> Path:

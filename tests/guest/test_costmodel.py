@@ -1,9 +1,11 @@
 """The cost model's validation on the real guest (issue 12, docs/cost-model.md).
 
 One `lab up --cost-model skylake` guest (stock highpte) runs tlbtouch windows through
-`lab exec`: the modelled TLB's reach curve, a 4 KiB `rep stosl` clear, repeatability. One
-`lab trace` of faultstorm on highpte and lowpte ties the plugin's INVLPG count to the lab's
-kprobes and shows highpte paying more INVLPGs and modelled cycles per fault.
+`lab exec`: the modelled TLB's reach curve for the run-time (Skylake) geometry and the P4
+geometry simulated beside it in the same windows, a 4 KiB `rep stosl` clear, repeatability.
+One `lab trace` of faultstorm on highpte and lowpte ties the plugin's INVLPG count to the lab's
+kprobes and shows highpte paying more INVLPGs, kmap-window page walks and modelled cycles per
+fault.
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ from typing import Any
 
 import pytest
 
-from lab.costmodel import load_model, modelled_cycles, read_windows, window_file
+from lab.costmodel import (
+    TLB_COUNT_KEYS,
+    list_models,
+    load_model,
+    modelled_cycles,
+    read_windows,
+    record_counts,
+    tlb_geometry,
+    window_file,
+)
+from lab.costmodel.show import costmodel_data
 from lab.results import list_runs
 
 from .helpers import lab, our_qemus
@@ -57,6 +69,10 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostGuest]:
         install = json.loads(g.file.read_text().splitlines()[0])
         assert install["event"] == "install" and install["model"] == "skylake"
         assert install["stlb"] == [1536, 12] and install["pti"] is True
+        # every other model's TLB geometry is simulated beside the run-time one
+        assert set(install["geometries"]) == set(list_models()) - {"skylake"}
+        assert install["geometries"]["p4-2003"]["dtlb"] == [64, 64]
+        assert install["geometries"]["p4-2003"]["stlb"] == [0, 0]
         # the first window of a boot switches full counting on: it is partial
         assert lab("exec", "--", "true", env=g.env).returncode == 0
         assert read_windows(g.file)[-1]["partial"] is True
@@ -66,25 +82,36 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostGuest]:
         assert not our_qemus(state), "a QEMU of this test is still running"
 
 
-def _delta(a: Window, b: Window, key: str) -> int:
+def _delta(a: Window, b: Window, key: str, geometry: str | None = None) -> int:
+    """b - a of KEY; of the TLB geometry simulated beside the run-time one if named."""
+    if geometry:
+        a, b = a["geometries"][geometry], b["geometries"][geometry]
     return int(b[key]) - int(a[key])
 
 
 def test_tlb_reach_curve(guest: CostGuest) -> None:
     """Misses per touch in the steady state (60 passes minus 10 passes: the same exec, faults
-    and exit cancel out): none below a TLB level's reach, one above it. Skylake's model: 64-entry
-    4-way L1 DTLB, 1536-entry 12-way STLB."""
-    per_touch = {}
+    and exit cancel out): none below a TLB level's reach, one above it. Skylake's model (run
+    time): 64-entry 4-way L1 DTLB, 1536-entry 12-way STLB. The P4's, from the same windows:
+    64-entry fully associative DTLB and no second level, so every L1 miss is a walk."""
+    per_touch: dict[str, dict[int, tuple[float, float]]] = {"skylake": {}, "p4-2003": {}}
     for pages in (32, 1024, 4096):
         few = guest.window("--pages", str(pages), "--passes", "10")
         many = guest.window("--pages", str(pages), "--passes", "60")
         touches = pages * 50
-        per_touch[pages] = (_delta(few, many, "dtlb_l1_miss_user") / touches,
-                            _delta(few, many, "dtlb_walk_user") / touches)
-    print("L1 misses, walks per touch:", per_touch)
-    assert per_touch[32][0] < 0.02 and per_touch[32][1] < 0.02      # fits the L1
-    assert per_touch[1024][0] > 0.95 and per_touch[1024][1] < 0.02  # L1 misses, STLB hits
-    assert per_touch[4096][0] > 0.95 and per_touch[4096][1] > 0.95  # beyond the STLB
+        for geo, name in (("skylake", None), ("p4-2003", "p4-2003")):
+            per_touch[geo][pages] = (_delta(few, many, "dtlb_l1_miss_user", name) / touches,
+                                     _delta(few, many, "dtlb_walk_user", name) / touches)
+    for geo, curve in per_touch.items():
+        print(f"{geo}: L1 misses, walks per touch:",
+              {n: (round(m, 3), round(w, 3)) for n, (m, w) in curve.items()})
+    sky, p4 = per_touch["skylake"], per_touch["p4-2003"]
+    assert sky[32][0] < 0.02 and sky[32][1] < 0.02      # fits the L1
+    assert sky[1024][0] > 0.95 and sky[1024][1] < 0.02  # L1 misses, STLB hits
+    assert sky[4096][0] > 0.95 and sky[4096][1] > 0.95  # beyond the STLB
+    assert p4[32][0] < 0.02 and p4[32][1] < 0.02        # fits the 64-entry DTLB
+    for pages in (1024, 4096):                          # no second level: each miss walks
+        assert p4[pages][0] > 0.95 and p4[pages][1] > 0.95
 
 
 def test_rep_stosl_clear_is_one_instruction_of_1024_iterations(guest: CostGuest) -> None:
@@ -161,11 +188,14 @@ def test_invlpg_equals_the_kprobes_of_the_same_execution(faultstorm: list[dict])
 
 def test_highpte_pays_more_invlpg_and_cycles_per_fault(faultstorm: list[dict]) -> None:
     """Per fault, highpte's PTE kmaps add two INVLPGs (measured 3.08 against 1.02)
-    and more modelled cycles. Page walks per fault are printed, not compared: both kernels
+    and more modelled cycles. All page walks per fault are printed, not compared: both kernels
     take ~25 per fault (PTI's CR3 writes flush the TLB on every entry and exit), and the
-    kmap slot's one extra miss is within the run-to-run spread (measured: 25.4-26.4 highpte,
-    25.2-25.7 lowpte)."""
-    sky = load_model("skylake")
+    kmap slot's extra misses are within the run-to-run spread (measured: 25.4-26.4 highpte,
+    25.2-25.7 lowpte). The walks on the kmap window alone (dtlb_walk_kmap: every 4 KiB page
+    INVLPG drops) separate them: each kmap's INVLPG costs a walk on its next use (measured
+    8.22-8.23 against 6.15-6.16; lowpte's presumably the cpu_entry_area's and its own
+    kmaps')."""
+    sky, p4 = load_model("skylake"), load_model("p4-2003")
 
     def per_fault(cfg: str, fn: Any) -> list[float]:
         return [fn(r["costmodel"]["counts"]) / r["units"] for r in faultstorm
@@ -179,6 +209,33 @@ def test_highpte_pays_more_invlpg_and_cycles_per_fault(faultstorm: list[dict]) -
     walk_h, walk_l = per_fault("highpte", walks), per_fault("lowpte", walks)
     cyc_h = per_fault("highpte", lambda c: modelled_cycles(sky, c)["total"])
     cyc_l = per_fault("lowpte", lambda c: modelled_cycles(sky, c)["total"])
-    print("per fault INVLPG", inv_h, inv_l, "walks", walk_h, walk_l, "cycles", cyc_h, cyc_l)
+    kmap_h = per_fault("highpte", lambda c: c["dtlb_walk_kmap"])
+    kmap_l = per_fault("lowpte", lambda c: c["dtlb_walk_kmap"])
+    kmap_l1_h = per_fault("highpte", lambda c: c["dtlb_l1_miss_kmap"])
+    kmap_l1_l = per_fault("lowpte", lambda c: c["dtlb_l1_miss_kmap"])
+
+    def p4_per_fault(cfg: str, key: str) -> list[float]:
+        return [(record_counts(p4, r) or {})[key] / r["units"] for r in faultstorm
+                if r["config"] == cfg]
+
+    p4_kmap_h, p4_kmap_l = p4_per_fault("highpte", "dtlb_walk_kmap"), p4_per_fault(
+        "lowpte", "dtlb_walk_kmap")
+    p4_walk_h = p4_per_fault("highpte", "dtlb_walk_kernel")
+    p4_walk_l = p4_per_fault("lowpte", "dtlb_walk_kernel")
+
+    def r2(xs: list[float]) -> list[float]:
+        return [round(x, 2) for x in xs]
+
+    print("per fault (highpte | lowpte): INVLPG", r2(inv_h), r2(inv_l), "| walks", r2(walk_h),
+          r2(walk_l), "| kmap-window walks", r2(kmap_h), r2(kmap_l), "| kmap-window L1 misses",
+          r2(kmap_l1_h), r2(kmap_l1_l), "| skylake cycles", r2(cyc_h), r2(cyc_l))
+    print("p4-2003 geometry per fault (highpte | lowpte): kmap-window walks", r2(p4_kmap_h),
+          r2(p4_kmap_l), "| kernel data walks", r2(p4_walk_h), r2(p4_walk_l))
     assert min(inv_h) > max(inv_l) + 1.5   # a highmem PTE kmap per fault: its kunmap's INVLPG
     assert min(cyc_h) > 1.05 * max(cyc_l)
+    assert min(kmap_h) > max(kmap_l) + 1   # the walk after each of those INVLPGs
+    # the records carry the P4 geometry's own TLB counts, and record_counts picks them
+    for r in faultstorm:
+        assert tlb_geometry(p4, r) == "p4-2003" and tlb_geometry(sky, r) == "skylake"
+        assert set(TLB_COUNT_KEYS) <= set(r["costmodel"]["counts"]["geometries"]["p4-2003"])
+    assert costmodel_data(faultstorm, "p4-2003")["tlb_geometry_from"] == ["p4-2003"]

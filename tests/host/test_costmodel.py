@@ -22,6 +22,8 @@ from lab.costmodel import (
     plugin_option,
     pti_enabled,
     read_windows,
+    record_counts,
+    tlb_geometry,
 )
 from lab.errors import LabError, UsageError
 from lab.guest.qemu import BootSpec, build_qemu_argv
@@ -147,6 +149,55 @@ def test_per_unit_uses_raw_counts_and_skips_records_without_them() -> None:
     assert row["cycles"] == [pytest.approx((100 + 20 * 250 + 30 * 30) / 10)]
 
 
+def _tlb(walk: int, miss: int, kmap: int = 0) -> dict[str, int]:
+    return {"dtlb_walk_user": walk, "dtlb_l1_miss_user": miss, "dtlb_walk_kmap": kmap,
+            "dtlb_l1_miss_kmap": kmap}
+
+
+def _geo_record(geometries: bool) -> dict:  # type: ignore[type-arg]
+    counts = {"model": "skylake", "insn_user": 100, "invlpg": 2, **_tlb(10, 40, 3)}
+    if geometries:
+        counts["geometries"] = {"p4-2003": _tlb(40, 40, 5), "other": _tlb(1, 1)}
+    return {"config": "highpte", "workload": "w", "params": {}, "units": 10,
+            "costmodel": {"model": "skylake", "counts": counts}}
+
+
+def test_record_counts_takes_each_models_own_tlb_geometry() -> None:
+    sky, p4 = load_model("skylake"), load_model("p4-2003")
+    rec = _geo_record(geometries=True)
+    mine = record_counts(sky, rec)
+    assert mine is not None and mine["tlb_geometry"] == "skylake"
+    assert mine["dtlb_walk_user"] == 10 and mine["dtlb_walk_kmap"] == 3
+    assert "geometries" not in mine
+    theirs = record_counts(p4, rec)
+    assert theirs is not None and theirs["tlb_geometry"] == "p4-2003"
+    assert theirs["dtlb_walk_user"] == theirs["dtlb_l1_miss_user"] == 40
+    assert theirs["dtlb_walk_kmap"] == 5
+    assert theirs["insn_user"] == 100 and theirs["invlpg"] == 2   # not geometry: shared
+    # keys the other geometry lacks are not taken from the run-time one
+    assert "itlb_walk_user" not in theirs
+    assert rec["costmodel"]["counts"]["dtlb_walk_user"] == 10, "the record is not changed"
+    assert tlb_geometry(p4, rec) == "p4-2003" and tlb_geometry(sky, rec) == "skylake"
+    # pricing and per-unit figures follow
+    assert modelled_cycles(p4, theirs)["tlb"] == 40 * p4.costs["walk"]
+    row = per_unit(p4, [rec])[("highpte", "w", "{}")]
+    assert row["walks"] == [4.0] and row["kmap_walks"] == [0.5]
+    assert per_unit(sky, [rec])[("highpte", "w", "{}")]["walks"] == [1.0]
+
+
+def test_record_counts_of_an_older_run_keep_the_run_time_geometry() -> None:
+    """A record without per-geometry counts (traced before they existed) prices any model
+    with the run-time geometry's TLB counts, and says so."""
+    p4 = load_model("p4-2003")
+    rec = _geo_record(geometries=False)
+    counts = record_counts(p4, rec)
+    assert counts is not None and counts["tlb_geometry"] == "skylake"
+    assert counts["dtlb_walk_user"] == 10 and counts["dtlb_l1_miss_user"] == 40
+    assert tlb_geometry(p4, rec) == "skylake"
+    assert tlb_geometry(p4, {**rec, "units": 0}) is None
+    assert record_counts(p4, {"config": "x", "units": 3}) is None
+
+
 # ---- boot plumbing ---------------------------------------------------------------------------
 
 
@@ -168,6 +219,32 @@ def test_plugin_option_carries_geometry_window_and_pti(tmp_path: Path) -> None:
     assert parts["invlpg_lo"] == "0xff000000" and parts["large_hi"] == "0xf8000000"
     with pytest.raises(UsageError, match="comma"):
         plugin_option(Path("/c/a,b.so"), tmp_path / "w", m, "")
+
+
+def test_plugin_option_passes_every_other_models_geometry(tmp_path: Path) -> None:
+    """The run-time model's geometry as itlb=..., every other model's as one geo= each
+    (NAME/ITLB/ITLB2M/DTLB/DTLB2M/STLB, E:W each), so one run serves every model."""
+    sky = load_model("skylake")
+    opt = plugin_option(Path("/c/cm.so"), tmp_path / "w.jsonl", sky, "console=ttyS0")
+    pairs = [p.split("=", 1) for p in opt.split(",")]
+    geos = [v for k, v in pairs if k == "geo"]
+    assert len(geos) == len(list_models()) - 1
+    assert "p4-2003/128:4/0:0/64:64/0:0/0:0" in geos
+    assert not any(g.startswith("skylake/") for g in geos)
+    assert dict(pairs)["dtlb"] == "64:4" and dict(pairs)["stlb"] == "1536:12"
+    # the other way round; and an explicit list (none: the run-time geometry alone)
+    p4 = load_model("p4-2003")
+    opt = plugin_option(Path("/c/cm.so"), tmp_path / "w.jsonl", p4, "")
+    assert "geo=skylake/128:8/8:8/64:4/32:4/1536:12" in opt.split(",")
+    assert "geo=" not in plugin_option(Path("/c/cm.so"), tmp_path / "w", p4, "", others=[])
+    assert p4.geometry_arg() == "p4-2003/128:4/0:0/64:64/0:0/0:0"
+
+
+def test_a_model_name_must_suit_the_plugin(tmp_path: Path) -> None:
+    src = (costmodel.MODELS_DIR / "p4-2003.toml").read_text()
+    (tmp_path / "a b.toml").write_text(src.replace('name = "p4-2003"', 'name = "a b"'))
+    with pytest.raises(UsageError, match="63 of"):
+        load_model("a b", tmp_path)
 
 
 def test_argv_loads_the_plugin_only_with_icount() -> None:

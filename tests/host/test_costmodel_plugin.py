@@ -224,3 +224,160 @@ def test_itlb_per_block_and_page(harness: Path, tmp_path: Path) -> None:
     assert w["itlb_l1_miss_user"] == 2 and w["itlb_walk_user"] == 2   # two pages, once
     assert w["itlb_l1_miss_kernel"] == 1 and w["itlb_walk_kernel"] == 1
     assert w["exec_user"] == 2 * 2 + 1 and w["exec_kernel"] == 2      # + the end marker
+
+
+# ---- every model's geometry in one run ---------------------------------------------------------
+
+P4_GEO = "p4-2003/128:4/0:0/64:64/0:0/0:0"
+TINY_GEO = "tiny/8:2/2:2/8:2/2:2/32:4"   # small enough for every array to thrash
+
+
+def test_geometries_beside_the_run_time_one(harness: Path, tmp_path: Path) -> None:
+    """geo= adds a geometry; the run-time one's counts stay where they were, the others' are
+    under geometries[NAME] with the same keys; INVLPG drops the same window in each."""
+    plain = _tlb_windows(harness, tmp_path)
+    code, _, recs = _run(harness, tmp_path, "tlb", "model=skylake", f"geo={P4_GEO}",
+                         f"geo={TINY_GEO}")
+    assert code == 0
+    install = recs[0]
+    assert install["geometries"] == {
+        "p4-2003": {"itlb": [128, 4], "dtlb": [64, 64], "itlb2m": [0, 0], "dtlb2m": [0, 0],
+                    "stlb": [0, 0]},
+        "tiny": {"itlb": [8, 2], "dtlb": [8, 2], "itlb2m": [2, 2], "dtlb2m": [2, 2],
+                 "stlb": [32, 4]}}
+    reach, inv, cr3 = [r for r in recs if r.get("event") == "window"][1:]
+    for mine, before in zip((reach, inv, cr3), plain, strict=True):
+        assert {k: v for k, v in mine.items() if k not in ("geometries", "model")} == \
+            {k: v for k, v in before.items() if k != "model"}, "the run-time counts moved"
+        assert set(mine["geometries"]) == {"p4-2003", "tiny"}
+        for counts in mine["geometries"].values():
+            assert set(counts) == set(costmodel.TLB_COUNT_KEYS)
+    # 108 pages, 100 of them round-robin twice: the P4's 64-entry LRU DTLB misses each one,
+    # and without a second level each miss walks
+    p4 = reach["geometries"]["p4-2003"]
+    assert p4["dtlb_l1_miss_user"] == p4["dtlb_walk_user"] == 208
+    # INVLPG: the kmap page walks again in every geometry, the direct-map page does not
+    for counts in (inv, *inv["geometries"].values()):
+        assert counts["dtlb_l1_miss_kernel"] == counts["dtlb_walk_kernel"] == 3
+        assert counts["dtlb_l1_miss_kmap"] == counts["dtlb_walk_kmap"] == 2
+    assert cr3["geometries"]["p4-2003"]["dtlb_walk_user"] == 2
+    # the kmap counter follows the window INVLPG drops
+    _, inv, _ = _tlb_windows(harness, tmp_path, "invlpg_lo=0xfff00000", f"geo={P4_GEO}")
+    assert inv["dtlb_walk_kmap"] == inv["geometries"]["p4-2003"]["dtlb_walk_kmap"] == 0
+
+
+@pytest.mark.parametrize("arg, needle", [
+    ("geo=p4", "bad value"),
+    ("geo=/128:4/0:0/64:64/0:0/0:0", "bad value"),
+    ("geo=p4/128:4/0:0/64:64/0:0", "bad value"),
+    ("geo=p4/128:4/0:0/64:64/0:0/0:0/1:1", "bad value"),
+    ("geo=p4/128:4/0:0/64:64/0:0/x", "bad value"),
+    ('geo=p"4/128:4/0:0/64:64/0:0/0:0', "bad value"),
+    ("geo=p4/128:3/0:0/64:64/0:0/0:0", "bad TLB geometry in geo="),
+    ("geo=p4/128:4/0:0/0:0/0:0/0:0", "need entries"),
+    ('model=a"b', "bad value"),
+])
+def test_install_refuses_bad_geometries(harness: Path, tmp_path: Path, arg: str,
+                                        needle: str) -> None:
+    code, err, recs = _run(harness, tmp_path, "none", arg)
+    assert code != 0 and needle in err and not recs
+
+
+def test_install_refuses_duplicate_and_too_many_geometries(harness: Path, tmp_path: Path) -> None:
+    code, err, _ = _run(harness, tmp_path, "none", "model=p4-2003", f"geo={P4_GEO}")
+    assert code != 0 and "two geometries with one name: p4-2003" in err
+    many = [f"geo=g{i}/8:2/0:0/8:2/0:0/0:0" for i in range(8)]
+    assert _run(harness, tmp_path, "none", *many[:7])[0] == 0
+    code, err, _ = _run(harness, tmp_path, "none", *many)
+    assert code != 0 and "bad value: geo=g7" in err
+
+
+class _RefTlb:
+    """A plain LRU set-associative TLB, each set a most-recent-first list of (key, global)."""
+
+    def __init__(self, entries: int, ways: int) -> None:
+        self.ways = ways
+        self.sets: list[list[tuple[int, bool]]] = [[] for _ in range(entries // ways)] \
+            if entries else []
+
+    def access(self, key: int, glob: bool) -> bool:
+        s = self.sets[(key >> 2) % len(self.sets)]
+        for i, (k, _) in enumerate(s):
+            if k == key:
+                s.insert(0, s.pop(i))
+                return True
+        if len(s) == self.ways:
+            s.pop()
+        s.insert(0, (key, glob))
+        return False
+
+    def flush(self, keep_global: bool) -> None:
+        for s in self.sets:
+            s[:] = [e for e in s if keep_global and e[1]]
+
+    def flush_range(self, lo: int) -> None:
+        for s in self.sets:
+            s[:] = [e for e in s if not (not e[0] & 2 and e[0] >> 2 >= lo >> 12)]
+
+
+def _reference(trace: list[str], geometry: dict[str, tuple[int, int]],
+               pti: bool) -> dict[str, int]:
+    """The counts of one geometry for the harness's "mix" trace, simulated without the
+    plugin's shortcuts."""
+    t = {k: _RefTlb(*v) for k, v in geometry.items()}
+    n = dict.fromkeys(costmodel.TLB_COUNT_KEYS, 0)
+
+    def translate(addr: int, side: str) -> None:
+        kernel = addr >= 0xC0000000
+        large = kernel and 0xC0000000 <= addr < 0xF8000000
+        kmap = side == "dtlb" and not large and addr >= 0xFF000000
+        key = ((addr >> 21 if large else addr >> 12) << 2) | (int(large) << 1) | 1
+        big = t[f"{side}2m"]
+        l1 = big if large and big.sets else t[side]
+        if l1.access(key, kernel and not pti):
+            return
+        mode = "kernel" if kernel else "user"
+        n[f"{side}_l1_miss_{mode}"] += 1
+        n["dtlb_l1_miss_kmap"] += kmap
+        if t["stlb"].sets and t["stlb"].access(key, kernel and not pti):
+            return
+        n[f"{side}_walk_{mode}"] += 1
+        n["dtlb_walk_kmap"] += kmap
+
+    for line in trace:
+        op, *args = line.split()
+        if op == "D":
+            translate(int(args[0]), "dtlb")
+        elif op == "I":
+            first, last = int(args[0]), int(args[1])
+            translate(first, "itlb")
+            if last >> 12 != first >> 12:
+                translate(last, "itlb")
+        elif op == "V":
+            for x in t.values():
+                x.flush_range(0xFF000000)
+        else:
+            for x in t.values():
+                x.flush(keep_global=op == "C")
+    return n
+
+
+@pytest.mark.parametrize("pti", ["on", "off"])
+def test_every_geometry_matches_a_reference_lru_model(harness: Path, tmp_path: Path,
+                                                      pti: str) -> None:
+    """40,000 pseudo-random lookups (a quarter of them repeating the last page), INVLPGs, CR3
+    and CR4 writes: each geometry's counts equal those of a plain LRU simulation."""
+    out = tmp_path / "mix.jsonl"
+    res = subprocess.run([str(harness), "1", "1", "mix", f"out={out}", f"pti={pti}",
+                          f"geo={P4_GEO}", f"geo={TINY_GEO}"], capture_output=True, text=True,
+                         check=True)
+    trace = res.stdout.splitlines()[1:]
+    w = [json.loads(line) for line in out.read_text().splitlines()][-1]
+    sky = {"itlb": (128, 8), "itlb2m": (8, 8), "dtlb": (64, 4), "dtlb2m": (32, 4),
+           "stlb": (1536, 12)}
+    p4 = {"itlb": (128, 4), "itlb2m": (0, 0), "dtlb": (64, 64), "dtlb2m": (0, 0), "stlb": (0, 0)}
+    tiny = {"itlb": (8, 2), "itlb2m": (2, 2), "dtlb": (8, 2), "dtlb2m": (2, 2), "stlb": (32, 4)}
+    got = {"skylake": {k: w[k] for k in costmodel.TLB_COUNT_KEYS}, **w["geometries"]}
+    for name, geometry in (("skylake", sky), ("p4-2003", p4), ("tiny", tiny)):
+        assert got[name] == _reference(trace, geometry, pti == "on"), name
+    assert got["tiny"]["dtlb_walk_kmap"] > 100 and got["p4-2003"]["itlb_walk_kernel"] > 100

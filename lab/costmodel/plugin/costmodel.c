@@ -3,8 +3,9 @@
  * costmodel.c - a QEMU TCG plugin (API version 1, QEMU 7.2) that counts, for each window the
  * guest agent marks, what a hardware cost model needs: instructions (user/kernel by the
  * instruction's virtual address), rep-string iterations and bytes, loads and stores, INVLPG,
- * CR3 and CR4 writes, and misses of a modelled set-associative ITLB/DTLB with an optional
- * second-level TLB. See docs/cost-model.md for every approximation.
+ * CR3 and CR4 writes, and misses of modelled set-associative ITLB/DTLBs with an optional
+ * second-level TLB: one TLB geometry per machine model, all simulated side by side on the same
+ * accesses. See docs/cost-model.md for every approximation.
  *
  * Window: the agent executes `nopl MAGIC(%eax)` (0F 1F 80 + imm32, a no-op) in user mode just
  * before it forks the job (MAGIC_START) and just after it reaps it (MAGIC_END). On the end
@@ -18,6 +19,17 @@
  *   large_lo=X, large_hi=X   kernel range mapped with 2 MiB pages (the lowmem direct map)
  *   invlpg_lo=X     INVLPG drops every 4 KiB entry at or above X (its target is invisible)
  *   itlb=E:W, dtlb=E:W, itlb2m=E:W, dtlb2m=E:W, stlb=E:W   entries:ways (stlb=0:0: none)
+ *                   the run-time geometry (model=): its counts are the record's top-level
+ *                   *_l1_miss_* and *_walk_* keys
+ *   geo=NAME/ITLB/ITLB2M/DTLB/DTLB2M/STLB   another geometry simulated beside it, each part
+ *                   E:W as above, e.g. geo=p4-2003/128:4/0:0/64:64/0:0/0:0; repeatable (up to
+ *                   MAX_GEOS in all), NAME of [A-Za-z0-9._-]; its counts are in the record's
+ *                   "geometries" object under NAME, with the same keys
+ *
+ * Every geometry sees the same lookups, the same CR3/CR4 flushes and the same INVLPG
+ * approximation (invlpg_lo). Besides the user/kernel split, data-side misses and walks on
+ * 4 KiB pages at or above invlpg_lo (the kmap/fixmap window INVLPG drops) are counted again
+ * as dtlb_l1_miss_kmap and dtlb_walk_kmap, in every geometry.
  *
  * Counting is single-vCPU (icount forces it); install refuses more than one vCPU.
  */
@@ -40,6 +52,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 #define MAGIC_START 0x6c61b001u
 #define MAGIC_END 0x6c61b0ffu
 #define MAX_WAYS 64
+#define MAX_GEOS 8
 
 /* ---- counters ------------------------------------------------------------------------- */
 
@@ -56,20 +69,29 @@ enum {
 };
 static uint64_t g[G_N], g_base[G_N];
 
-/* Counted by callbacks, only inside a window. */
+/* Counted by callbacks, only inside a window; the same for every TLB geometry. */
 enum {
 	W_INVLPG, W_CR3, W_CR4,
-	W_ITLB_L1_MISS_USER, W_ITLB_L1_MISS_KERNEL, W_ITLB_WALK_USER, W_ITLB_WALK_KERNEL,
-	W_DTLB_L1_MISS_USER, W_DTLB_L1_MISS_KERNEL, W_DTLB_WALK_USER, W_DTLB_WALK_KERNEL,
 	W_DTLB_ACCESS_USER, W_DTLB_ACCESS_KERNEL, W_ITLB_ACCESS,
 	W_N
 };
 static uint64_t w[W_N];
 static const char *const w_names[W_N] = {
 	"invlpg", "cr3_writes", "cr4_writes",
+	"dtlb_access_user", "dtlb_access_kernel", "itlb_access",
+};
+
+/* Counted per TLB geometry, only inside a window. */
+enum {
+	T_ITLB_L1_MISS_USER, T_ITLB_L1_MISS_KERNEL, T_ITLB_WALK_USER, T_ITLB_WALK_KERNEL,
+	T_DTLB_L1_MISS_USER, T_DTLB_L1_MISS_KERNEL, T_DTLB_WALK_USER, T_DTLB_WALK_KERNEL,
+	T_DTLB_L1_MISS_KMAP, T_DTLB_WALK_KMAP,	/* again, those at or above invlpg_lo */
+	T_N
+};
+static const char *const t_names[T_N] = {
 	"itlb_l1_miss_user", "itlb_l1_miss_kernel", "itlb_walk_user", "itlb_walk_kernel",
 	"dtlb_l1_miss_user", "dtlb_l1_miss_kernel", "dtlb_walk_user", "dtlb_walk_kernel",
-	"dtlb_access_user", "dtlb_access_kernel", "itlb_access",
+	"dtlb_l1_miss_kmap", "dtlb_walk_kmap",
 };
 
 static int active;
@@ -85,7 +107,6 @@ static int full, partial, reset_requested;
 /* ---- configuration -------------------------------------------------------------------- */
 
 static const char *out_path;
-static const char *model_name = "";
 static int pti = 1;
 static uint64_t kernel_base = 0xc0000000u;
 static uint64_t large_lo = 0xc0000000u, large_hi = 0xf8000000u;
@@ -103,11 +124,31 @@ struct tlb {
 	uint64_t clock;
 };
 
-static struct tlb itlb = { .name = "itlb", .entries = 128, .ways = 8 };
-static struct tlb dtlb = { .name = "dtlb", .entries = 64, .ways = 4 };
-static struct tlb itlb2m = { .name = "itlb2m", .entries = 8, .ways = 8 };
-static struct tlb dtlb2m = { .name = "dtlb2m", .entries = 32, .ways = 4 };
-static struct tlb stlb = { .name = "stlb", .entries = 1536, .ways = 12 };
+/* One machine's TLBs and their counts; geo[0] is the run-time model's (model=, itlb=...). */
+struct geometry {
+	char name[64];
+	struct tlb itlb, itlb2m, dtlb, dtlb2m, stlb;
+	uint64_t n[T_N];
+};
+
+static struct geometry geo[MAX_GEOS] = { {
+	.itlb = { .name = "itlb", .entries = 128, .ways = 8 },
+	.itlb2m = { .name = "itlb2m", .entries = 8, .ways = 8 },
+	.dtlb = { .name = "dtlb", .entries = 64, .ways = 4 },
+	.dtlb2m = { .name = "dtlb2m", .entries = 32, .ways = 4 },
+	.stlb = { .name = "stlb", .entries = 1536, .ways = 12 },
+} };
+static int n_geo = 1;
+
+/* The page key each side (0: data, 1: instructions) looked up last; 0 after any flush. */
+static uint64_t last_key[2];
+
+static struct tlb *geo_tlb(struct geometry *gm, int i)
+{
+	struct tlb *all[] = { &gm->itlb, &gm->itlb2m, &gm->dtlb, &gm->dtlb2m, &gm->stlb };
+
+	return all[i];
+}
 
 static int tlb_init(struct tlb *t)
 {
@@ -130,17 +171,17 @@ static int tlb_access(struct tlb *t, uint64_t key, int global)
 	uint64_t oldest = UINT64_MAX;
 
 	t->clock++;
-	for (i = 0; i < t->ways; i++) {
+	for (i = 0; i < t->ways; i++)
 		if (tag[i] == key) {
 			stamp[i] = t->clock;
 			return 1;
 		}
+	for (i = 0; i < t->ways; i++) {	/* the first free way, else the least recent */
 		if (!(tag[i] & 1)) {
-			if (oldest) {
-				oldest = 0;
-				victim = i;
-			}
-		} else if (stamp[i] < oldest) {
+			victim = i;
+			break;
+		}
+		if (stamp[i] < oldest) {
 			oldest = stamp[i];
 			victim = i;
 		}
@@ -172,30 +213,47 @@ static void tlb_flush_range(struct tlb *t, uint64_t lo)
 
 static void flush_all(int keep_global)
 {
-	struct tlb *all[] = { &itlb, &dtlb, &itlb2m, &dtlb2m, &stlb };
-	unsigned i;
+	int j, i;
 
-	for (i = 0; i < 5; i++)
-		if (all[i]->entries)
-			tlb_flush(all[i], keep_global);
+	for (j = 0; j < n_geo; j++)
+		for (i = 0; i < 5; i++)
+			if (geo_tlb(&geo[j], i)->entries)
+				tlb_flush(geo_tlb(&geo[j], i), keep_global);
+	last_key[0] = last_key[1] = 0;
 }
 
+/*
+ * One lookup, in every geometry. A lookup of the page this side looked up last is a hit in
+ * every geometry's L1 that changes no LRU order (that entry is its set's most recent: the
+ * other side uses other L1 arrays, and a hit leaves the second level alone), so it is skipped.
+ */
 static void translate(uint64_t addr, int instr)
 {
 	int kernel = addr >= kernel_base;
 	int large = kernel && addr >= large_lo && addr < large_hi;
+	int kmap = !instr && !large && addr >= invlpg_lo;
 	int global = kernel && !pti;
 	uint64_t key = ((large ? addr >> 21 : addr >> 12) << 2) | ((uint64_t)large << 1) | 1;
-	/* a model without a separate large-page L1 array keeps large pages in the 4 KiB one */
-	struct tlb *l1 = instr ? (large && itlb2m.entries ? &itlb2m : &itlb)
-			       : (large && dtlb2m.entries ? &dtlb2m : &dtlb);
+	int i;
 
-	if (l1->entries && tlb_access(l1, key, global))
+	if (key == last_key[instr])
 		return;
-	w[instr ? W_ITLB_L1_MISS_USER + kernel : W_DTLB_L1_MISS_USER + kernel]++;
-	if (stlb.entries && tlb_access(&stlb, key, global))
-		return;
-	w[instr ? W_ITLB_WALK_USER + kernel : W_DTLB_WALK_USER + kernel]++;
+	last_key[instr] = key;
+	for (i = 0; i < n_geo; i++) {
+		struct geometry *gm = &geo[i];
+		/* without a separate large-page L1 array large pages share the 4 KiB one */
+		struct tlb *l1 = instr ? (large && gm->itlb2m.entries ? &gm->itlb2m : &gm->itlb)
+				       : (large && gm->dtlb2m.entries ? &gm->dtlb2m : &gm->dtlb);
+
+		if (tlb_access(l1, key, global))
+			continue;
+		gm->n[instr ? T_ITLB_L1_MISS_USER + kernel : T_DTLB_L1_MISS_USER + kernel]++;
+		gm->n[T_DTLB_L1_MISS_KMAP] += kmap;
+		if (gm->stlb.entries && tlb_access(&gm->stlb, key, global))
+			continue;
+		gm->n[instr ? T_ITLB_WALK_USER + kernel : T_DTLB_WALK_USER + kernel]++;
+		gm->n[T_DTLB_WALK_KMAP] += kmap;
+	}
 }
 
 /* ---- callbacks ------------------------------------------------------------------------- */
@@ -248,16 +306,18 @@ static void on_tb(unsigned int vcpu, void *ud)
 		translate(last, 1);
 }
 
+/* The same approximation in every geometry: drop each 4 KiB entry at or above invlpg_lo. */
 static void on_invlpg(unsigned int vcpu, void *ud)
 {
-	struct tlb *all[] = { &itlb, &dtlb, &stlb };
-	unsigned i;
+	int j, i;
 
 	(void)vcpu, (void)ud;
 	w[W_INVLPG] += active;
-	for (i = 0; i < 3; i++)
-		if (all[i]->entries)
-			tlb_flush_range(all[i], invlpg_lo);
+	for (j = 0; j < n_geo; j++)
+		for (i = 0; i < 5; i++)
+			if (geo_tlb(&geo[j], i)->entries)
+				tlb_flush_range(geo_tlb(&geo[j], i), invlpg_lo);
+	last_key[0] = last_key[1] = 0;
 }
 
 static void on_cr3(unsigned int vcpu, void *ud)
@@ -280,9 +340,24 @@ static uint64_t sub0(uint64_t a, uint64_t b)
 	return a > b ? a - b : 0;
 }
 
+/*
+ * Append "key":value for count counters at buf + n (a comma first unless after a {); the
+ * new length.
+ */
+static int put_counts(char *buf, size_t size, int n, const char *const *names,
+		      const uint64_t *v, int count)
+{
+	int i;
+
+	for (i = 0; i < count && n > 0 && (size_t)n < size; i++)
+		n += snprintf(buf + n, size - (size_t)n, "%s\"%s\":%" PRIu64,
+			      buf[n - 1] == '{' ? "" : ",", names[i], v[i]);
+	return n;
+}
+
 static void write_record(void)
 {
-	char buf[4096];
+	static char buf[16384];
 	int n, i, fd;
 	uint64_t d[G_N];
 
@@ -298,7 +373,7 @@ static void write_record(void)
 		     "\"rep_bytes_user\":%" PRIu64 ",\"rep_bytes_kernel\":%" PRIu64 ","
 		     "\"rep_insns_user\":%" PRIu64 ",\"rep_insns_kernel\":%" PRIu64 ","
 		     "\"loads\":%" PRIu64 ",\"stores\":%" PRIu64,
-		     seq, model_name, pti ? "true" : "false", partial ? "true" : "false",
+		     seq, geo[0].name, pti ? "true" : "false", partial ? "true" : "false",
 		     d[G_EXEC_USER], d[G_EXEC_KERNEL],
 		     /* an architectural instruction: an execution that is not a rep iteration */
 		     d[G_EXEC_USER] - d[G_REP_ITERS_USER] - d[G_CMPS_LOADS_USER] / 2,
@@ -312,11 +387,20 @@ static void write_record(void)
 		     sub0(d[G_REP_EXEC_USER], d[G_REP_ITERS_USER] + d[G_CMPS_LOADS_USER] / 2),
 		     sub0(d[G_REP_EXEC_KERNEL], d[G_REP_ITERS_KERNEL] + d[G_CMPS_LOADS_KERNEL] / 2),
 		     d[G_LOADS], d[G_STORES]);
-	for (i = 0; i < W_N && n > 0 && (size_t)n < sizeof(buf); i++)
-		n += snprintf(buf + n, sizeof(buf) - (size_t)n, ",\"%s\":%" PRIu64, w_names[i],
-			      w[i]);
-	if (n <= 0 || (size_t)n + 3 > sizeof(buf))
+	n = put_counts(buf, sizeof(buf), n, w_names, w, W_N);
+	n = put_counts(buf, sizeof(buf), n, t_names, geo[0].n, T_N);
+	for (i = 1; i < n_geo && n > 0 && (size_t)n < sizeof(buf); i++) {
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s\"%s\":{",
+			      i == 1 ? ",\"geometries\":{" : ",", geo[i].name);
+		n = put_counts(buf, sizeof(buf), n, t_names, geo[i].n, T_N);
+		if (n > 0 && (size_t)n < sizeof(buf))
+			n += snprintf(buf + n, sizeof(buf) - (size_t)n, "}%s",
+				      i == n_geo - 1 ? "}" : "");
+	}
+	if (n <= 0 || (size_t)n + 3 > sizeof(buf)) {
+		qemu_plugin_outs("costmodel: window record too long, dropped\n");
 		return;
+	}
 	buf[n++] = '}';
 	buf[n++] = '\n';
 	fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -337,6 +421,8 @@ static void on_reset(qemu_plugin_id_t id)
 
 static void on_marker(unsigned int vcpu, void *ud)
 {
+	int i;
+
 	(void)vcpu;
 	if (!full && !reset_requested) {
 		reset_requested = 1;
@@ -346,6 +432,8 @@ static void on_marker(unsigned int vcpu, void *ud)
 		partial = !full;
 		memcpy(g_base, g, sizeof(g));
 		memset(w, 0, sizeof(w));
+		for (i = 0; i < n_geo; i++)
+			memset(geo[i].n, 0, sizeof(geo[i].n));
 		flush_all(0);	/* every window starts from an empty TLB */
 		active = 1;
 	} else if (active) {
@@ -469,18 +557,67 @@ static int fail(const char *what, const char *arg)
 	return -1;
 }
 
-static int parse_geometry(const char *v, struct tlb *t)
+/* E:W into t, ending at a NUL or at stop; *rest: what follows. */
+static int parse_tlb(const char *v, struct tlb *t, char stop, const char **rest)
 {
 	char *end;
-	unsigned long e = strtoul(v, &end, 0), ways;
+	unsigned long e, ways;
 
-	if (*end != ':')
+	if (*v < '0' || *v > '9')
 		return -1;
-	ways = strtoul(end + 1, &end, 0);
-	if (*end || e > 65536 || ways > MAX_WAYS)
+	e = strtoul(v, &end, 10);
+	if (*end != ':' || end[1] < '0' || end[1] > '9')
+		return -1;
+	ways = strtoul(end + 1, &end, 10);
+	if ((*end && *end != stop) || e > 65536 || ways > MAX_WAYS)
 		return -1;
 	t->entries = (unsigned)e;
 	t->ways = (unsigned)ways;
+	*rest = end;
+	return 0;
+}
+
+static int parse_geometry(const char *v, struct tlb *t)
+{
+	const char *rest;
+
+	return parse_tlb(v, t, 0, &rest) || *rest ? -1 : 0;
+}
+
+/* A model's name goes into JSON unquoted-safe: [A-Za-z0-9._-], at most 63 characters. */
+static int set_name(char *dst, const char *v, size_t len)
+{
+	size_t i;
+
+	if (len >= sizeof(geo[0].name))
+		return -1;
+	for (i = 0; i < len; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '.' || v[i] == '_' || v[i] == '-'))
+			return -1;
+	memcpy(dst, v, len);
+	dst[len] = 0;
+	return 0;
+}
+
+/* geo=NAME/ITLB/ITLB2M/DTLB/DTLB2M/STLB: one more geometry. */
+static int parse_geo(const char *v)
+{
+	static const char *const names[5] = { "itlb", "itlb2m", "dtlb", "dtlb2m", "stlb" };
+	const char *slash = strchr(v, '/'), *rest;
+	struct geometry *gm = &geo[n_geo];
+	int i;
+
+	if (n_geo == MAX_GEOS || !slash || slash == v || set_name(gm->name, v, (size_t)(slash - v)))
+		return -1;
+	for (i = 0, rest = slash; i < 5; i++) {
+		if (*rest != '/' || parse_tlb(rest + 1, geo_tlb(gm, i), '/', &rest))
+			return -1;
+		geo_tlb(gm, i)->name = names[i];
+	}
+	if (*rest)
+		return -1;
+	n_geo++;
 	return 0;
 }
 
@@ -496,9 +633,8 @@ static int parse_addr(const char *v, uint64_t *out)
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info,
 					   int argc, char **argv)
 {
-	struct tlb *all[] = { &itlb, &dtlb, &itlb2m, &dtlb2m, &stlb };
-	char rec[900];
-	int i, fd, n;
+	static char rec[4096];
+	int i, j, fd, n;
 
 	if (info->version.min > QEMU_PLUGIN_VERSION || info->version.cur < QEMU_PLUGIN_VERSION) {
 		snprintf(rec, sizeof(rec), "built for plugin API %d, this QEMU offers %d..%d",
@@ -521,7 +657,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 		if (KEY("out"))
 			out_path = v;
 		else if (KEY("model"))
-			model_name = v;
+			bad = set_name(geo[0].name, v, strlen(v));
 		else if (KEY("pti"))
 			pti = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? 0 : (bad = 1);
 		else if (KEY("kernel_base"))
@@ -533,15 +669,17 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 		else if (KEY("invlpg_lo"))
 			bad = parse_addr(v, &invlpg_lo);
 		else if (KEY("itlb"))
-			bad = parse_geometry(v, &itlb);
+			bad = parse_geometry(v, &geo[0].itlb);
 		else if (KEY("dtlb"))
-			bad = parse_geometry(v, &dtlb);
+			bad = parse_geometry(v, &geo[0].dtlb);
 		else if (KEY("itlb2m"))
-			bad = parse_geometry(v, &itlb2m);
+			bad = parse_geometry(v, &geo[0].itlb2m);
 		else if (KEY("dtlb2m"))
-			bad = parse_geometry(v, &dtlb2m);
+			bad = parse_geometry(v, &geo[0].dtlb2m);
 		else if (KEY("stlb"))
-			bad = parse_geometry(v, &stlb);
+			bad = parse_geometry(v, &geo[0].stlb);
+		else if (KEY("geo"))
+			bad = parse_geo(v);
 		else
 			return fail("unknown argument", argv[i]);
 #undef KEY
@@ -550,21 +688,41 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	}
 	if (!out_path)
 		return fail("needs out=PATH", NULL);
-	for (i = 0; i < 5; i++)
-		if (tlb_init(all[i]))
-			return fail("bad TLB geometry (entries must be a multiple of ways)",
-				    all[i]->name);
-	if (!itlb.entries || !dtlb.entries)
-		return fail("itlb and dtlb need entries", NULL);
+	for (j = 0; j < n_geo; j++) {
+		for (i = 0; i < 5; i++)
+			if (tlb_init(geo_tlb(&geo[j], i)))
+				return fail(j ? "bad TLB geometry in geo= (entries must be a multiple "
+						"of ways)" : "bad TLB geometry (entries must be a "
+						"multiple of ways)", j ? geo[j].name :
+						geo_tlb(&geo[j], i)->name);
+		if (!geo[j].itlb.entries || !geo[j].dtlb.entries)
+			return fail("itlb and dtlb need entries", j ? geo[j].name : NULL);
+		for (i = 0; i < j; i++)
+			if (!strcmp(geo[i].name, geo[j].name))
+				return fail("two geometries with one name", geo[j].name);
+	}
 	n = snprintf(rec, sizeof(rec),
 		     "{\"event\":\"install\",\"api\":[%d,%d],\"model\":\"%s\",\"pti\":%s,"
 		     "\"itlb\":[%u,%u],\"dtlb\":[%u,%u],\"itlb2m\":[%u,%u],\"dtlb2m\":[%u,%u],"
 		     "\"stlb\":[%u,%u],\"kernel_base\":%" PRIu64 ",\"large\":[%" PRIu64
-		     ",%" PRIu64 "],\"invlpg_lo\":%" PRIu64 "}\n",
-		     info->version.min, info->version.cur, model_name, pti ? "true" : "false",
-		     itlb.entries, itlb.ways, dtlb.entries, dtlb.ways, itlb2m.entries, itlb2m.ways,
-		     dtlb2m.entries, dtlb2m.ways, stlb.entries, stlb.ways, kernel_base, large_lo,
-		     large_hi, invlpg_lo);
+		     ",%" PRIu64 "],\"invlpg_lo\":%" PRIu64 ",\"geometries\":{",
+		     info->version.min, info->version.cur, geo[0].name, pti ? "true" : "false",
+		     geo[0].itlb.entries, geo[0].itlb.ways, geo[0].dtlb.entries, geo[0].dtlb.ways,
+		     geo[0].itlb2m.entries, geo[0].itlb2m.ways, geo[0].dtlb2m.entries,
+		     geo[0].dtlb2m.ways, geo[0].stlb.entries, geo[0].stlb.ways, kernel_base,
+		     large_lo, large_hi, invlpg_lo);
+	for (j = 1; j < n_geo && n > 0 && (size_t)n < sizeof(rec); j++)
+		n += snprintf(rec + n, sizeof(rec) - (size_t)n,
+			      "%s\"%s\":{\"itlb\":[%u,%u],\"dtlb\":[%u,%u],\"itlb2m\":[%u,%u],"
+			      "\"dtlb2m\":[%u,%u],\"stlb\":[%u,%u]}", j > 1 ? "," : "", geo[j].name,
+			      geo[j].itlb.entries, geo[j].itlb.ways, geo[j].dtlb.entries,
+			      geo[j].dtlb.ways, geo[j].itlb2m.entries, geo[j].itlb2m.ways,
+			      geo[j].dtlb2m.entries, geo[j].dtlb2m.ways, geo[j].stlb.entries,
+			      geo[j].stlb.ways);
+	if (n > 0 && (size_t)n + 3 < sizeof(rec))
+		n += snprintf(rec + n, sizeof(rec) - (size_t)n, "}}\n");
+	else
+		return fail("too many geometries for the install record", NULL);
 	fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return fail("cannot open", out_path);

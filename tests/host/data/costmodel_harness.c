@@ -234,6 +234,59 @@ int main(int argc, char **argv)
 		run(kld, 1, 0xc2000000u);
 		run(ld, 1, 0x10000000u);
 		run(insn(USER, END), 0, 0);
+	} else if (!strcmp(scenario, "mix")) {
+		/* One window of pseudo-random lookups, printed for the test's reference model:
+		 * "D addr", "I first last", "V" (INVLPG), "C" (CR3 write), "F" (CR4 write). */
+		struct qemu_plugin_insn *cr3 = insn(0xc1000120u, "0f 22 d8");
+		struct qemu_plugin_insn *cr4 = insn(0xc1000130u, "0f 22 e0");
+		uint32_t x = 12345, a = 0, prev = 0x10000000u;
+
+		ld = insn(USER + 0x300, "8b 00");
+		inv = insn(0xc1000110u, "0f 01 38");
+		run(insn(USER, START), 0, 0);
+		for (k = 0; k < 40000; k++) {
+			unsigned c;
+
+			x = x * 1103515245u + 12345u;
+			c = (x >> 16) % 1000;
+			x = x * 1103515245u + 12345u;
+			r = (int)(x >> 8);
+			if (c < 250) {
+				a = prev;	/* the same page again: the plugin's shortcut */
+			} else if (c < 550) {
+				a = 0x10000000u + 4096u * (unsigned)(r % 200) + (unsigned)(r & 0xfff);
+			} else if (c < 650) {
+				a = 0xc0000000u + (unsigned)r % 0x38000000u;	/* direct map */
+			} else if (c < 720) {
+				a = 0xff000000u + 4096u * (unsigned)(r % 48);	/* kmap window */
+			} else if (c < 740) {
+				a = 0xf8800000u + 4096u * (unsigned)(r % 16);	/* vmalloc */
+			} else if (c < 960) {
+				uint32_t first = c < 880 ? 0x08048000u + 4096u * (unsigned)(r % 40) :
+						 0xc1000000u + 4096u * (unsigned)(r % 600);
+				uint32_t last = first + (unsigned)(r % 5) * 1000u;
+
+				printf("I %u %u\n", first, last);
+				on_tb(0, (void *)(uintptr_t)(first | (uint64_t)last << 32));
+				continue;
+			} else if (c < 985) {
+				printf("V\n");
+				run(inv, 0, 0);
+				continue;
+			} else if (c < 998) {
+				printf("C\n");
+				run(cr3, 0, 0);
+				continue;
+			} else {
+				printf("F\n");
+				run(cr4, 0, 0);
+				continue;
+			}
+			printf("D %u\n", a);
+			run(ld, 1, a);
+			prev = a;
+		}
+		run(insn(USER, END), 0, 0);
 	}
 	return 0;
 }
