@@ -140,8 +140,9 @@ def choose_backend(requested: str, can_boot: Callable[[], str | None]) -> str:
     if why_not is None:
         return resolve_auto(True).name
     chosen = resolve_auto(False)
-    what = "SIMULATED" if chosen.simulated else chosen.name
-    ui.warn(f"no guest can boot here ({why_not}): using the {what} backend")
+    what = "SIMULATED " + chosen.name if chosen.simulated else chosen.name
+    source = f" ({chosen.provenance()})" if chosen.provenance else ""
+    ui.warn(f"no guest can boot here ({why_not}): using the {what} backend{source}")
     return chosen.name
 
 
@@ -185,7 +186,7 @@ def _open_session(m: Matrix, cfg: GuestConfig,
     ctx = SessionContext(
         config=cfg, timing=m.timing,
         boot_guest=lambda: booted_guest(cfg, m.boot, m.timing, run),
-        set_meta=lambda meta: _set_config_meta(run, cfg.name, meta),
+        set_meta=lambda meta: _set_config_meta(run, cfg.name, meta), mem_mib=m.boot.mem_mib,
     )
     return get_backend(m.backend).open(ctx)
 
@@ -297,7 +298,7 @@ def _measure_config(m: Matrix, run: RunDir, cfg: GuestConfig, todo: list[tuple[C
             console = _console_offset(session)
             with ui.step(label):
                 meas = session.measure(cell.workload.name, cell.params,
-                                       cell.workload.argv(cell.params))
+                                       cell.workload.argv(cell.params, m.simulated))
             rec = _record(m, run, cfg, cell, i, session, meas)
             events = _console_events(session, console)
             if events:  # warnings, stalls: the numbers stand, with this next to them
