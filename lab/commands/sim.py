@@ -101,9 +101,10 @@ def check(
     error; rows outside the fitted range are marked EXTRAPOLATED."""
     from ..simmodel.check import check_rows, headline_targets, label
 
-    model = load_model(model_path or default_model_path())
     with ExitStack() as stack:
-        rows = check_rows(model, [r for runs in _open(stack, sources).values() for r in runs])
+        runs = [r for rs in _open(stack, sources).values() for r in rs]
+        model = load_model(model_path or default_model_path())
+        rows = check_rows(model, runs)
     if not all_targets:
         keep = set(headline_targets())
         rows = [r for r in rows if r["target"] in keep]
