@@ -93,13 +93,17 @@ def check(
     sources: Sources,
     model_path: Annotated[Path | None, typer.Option("--model", help="Model file (default: vm/sim/stock-6.1.toml).")] = None,
     all_targets: Annotated[bool, typer.Option("--all", help="Every counter, not only the headline ones, guest time and taskpile's slopes.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text (every row) or markdown (the README's table: the largest error per headline figure and workload, with the model's provenance).")] = "text",
     json_out: JsonOpt = False,
 ) -> None:
     """The model's error against real runs: per workload, parameters, configuration and
     counter, observed mean per unit, the model's value and (model − observed) / observed.
     Check against runs the model was not fitted on (analysis/sim-holdout/) for its real
     error; rows outside the fitted range are marked EXTRAPOLATED."""
-    from ..simmodel.check import check_rows, headline_targets, label
+    from ..simmodel.check import check_rows, headline_targets, label, markdown_table
+
+    if fmt not in ("text", "markdown"):
+        raise UsageError(f"--format must be text or markdown, not {fmt!r}")
 
     with ExitStack() as stack:
         runs = [r for rs in _open(stack, sources).values() for r in rs]
@@ -110,6 +114,9 @@ def check(
         rows = [r for r in rows if r["target"] in keep]
     if json_out:
         print_json(jsonable({"model": model["_path"], "rows": rows}))
+        return
+    if fmt == "markdown":
+        typer.echo(markdown_table(model, rows, " ".join(sources)), nl=False)
         return
     ui.out_console.print(f"sim model {model['_path']} against {', '.join(sources)}: "
                          "(model − observed) / observed per unit", soft_wrap=True)

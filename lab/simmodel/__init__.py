@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,28 @@ def default_model_path() -> Path:
 
 
 def load_model(path: Path | None = None) -> dict[str, Any]:
-    """Read a fitted model file; UsageError (one line) when it is missing or not one."""
+    """Read a fitted model file; UsageError (one line) when it is missing or not one. A
+    copy of the parsed file is kept per (path, mtime, size): a trace opens one session per
+    configuration, and parsing the file each time was a fifth of a 10,000-task what-if."""
     path = path or default_model_path()
+    try:
+        st = path.stat()
+        key: tuple[str, int, int] | None = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _CACHE:
+        return copy.deepcopy(_CACHE[key])
+    model = _parse(path)
+    if key is not None:
+        _CACHE.clear()
+        _CACHE[key] = copy.deepcopy(model)
+    return model
+
+
+_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def _parse(path: Path) -> dict[str, Any]:
     model = load_toml(path, "sim model")
     fmt = model.get("model", {}).get("format")
     if fmt != FORMAT or "configs" not in model:
