@@ -153,7 +153,12 @@ def _kernel(meta: dict[str, Any]) -> str:
 
 
 def _source(arg: str, runs: list[RunDir]) -> dict[str, Any]:
-    path = Path(arg)
+    """A fit input as given, its run ids and, for a bundle or a study folder (its bundle),
+    the bundle's sha256: the model names exactly the bytes it was fitted from."""
+    from ..notebook import study_folder
+
+    folder = study_folder(Path(arg))
+    path = folder.bundle if folder else Path(arg)
     src: dict[str, Any] = {"path": arg, "runs": [r.run_id for r in runs]}
     if path.is_file():
         src["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
