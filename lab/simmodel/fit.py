@@ -37,7 +37,7 @@ Record = dict[str, Any]
 #: meminfo figures (kB) at the start of a run that move with the guest's RAM.
 MEM_KEYS = ("MemTotal", "LowTotal", "HighTotal", "LowFree", "HighFree", "PageTables")
 #: taskpile's first sample (before any task), the start of its lowmem curve.
-TASKPILE_START = ("LowFree_kB", "LowPcp_kB", "HighFree_kB", "PageTables_kB")
+TASKPILE_START = ("LowFree_kB", "LowPcp_kB", "HighFree_kB", "HighPcp_kB", "PageTables_kB")
 
 
 def record_targets(rec: Record) -> dict[str, float]:
@@ -62,9 +62,12 @@ def record_targets(rec: Record) -> dict[str, float]:
 
 
 def _highmem_slope(rec: Record) -> float:
-    """HighFree pages per task alive (least squares over the samples, like taskpile_slopes
-    does for lowmem): the highmem a task's PTE and data pages take."""
-    pts = [(s["tasks"], s["HighFree_kB"]) for s in rec.get("report", {}).get("samples") or []
+    """Highmem pages per task alive (least squares over the samples, like taskpile_slopes
+    does for lowmem): the highmem a task's PTE and data pages take. Free means HighFree plus
+    the per-CPU lists (HighPcp_kB), as lowmem counts LowPcp: pages parked on a CPU's list
+    are not in HighFree, and the stock kernel parks many."""
+    pts = [(s["tasks"], s["HighFree_kB"] + s.get("HighPcp_kB", 0))
+           for s in rec.get("report", {}).get("samples") or []
            if isinstance(s, dict) and isinstance(s.get("HighFree_kB"), int | float)]
     if len({x for x, _ in pts}) < 3:
         return math.nan

@@ -177,11 +177,13 @@ class SimSession:
         """taskpile's samples: tasks added ``step`` at a time from the fitted start of a pile on
         a guest of ``mem_mib``, each taking the fitted lowmem, PageTables and HighFree pages;
         no step starts that would take LowFree below the floor (as taskpile.c decides)."""
-        def start(k: str) -> float:
+        def start(k: str) -> float:   # a figure the runs' samples lacked starts at 0
+            if f"taskpile.{k}" not in self.model["configs"][self.config]["mem"]["at"]:
+                return 0.0
             return mem_value(self.model, self.config, f"taskpile.{k}", self.mem_mib)
 
-        low0, pcp, high0, pt0 = (start(k) for k in ("LowFree_kB", "LowPcp_kB", "HighFree_kB",
-                                                    "PageTables_kB"))
+        low0, pcp, high0, hpcp, pt0 = (start(k) for k in (
+            "LowFree_kB", "LowPcp_kB", "HighFree_kB", "HighPcp_kB", "PageTables_kB"))
         low_kb, pt_kb, high_kb = (max(value(s), 0.0) * PAGE_KB if s in cell["targets"] else 0.0
                                   for s in SLOPES)
         floor = params.get("min_lowfree_mib", 64) * 1024
@@ -190,6 +192,7 @@ class SimSession:
         while True:
             samples.append({"tasks": t, "LowFree_kB": int(low0 - low_kb * t),
                             "LowPcp_kB": int(pcp), "HighFree_kB": int(high0 - high_kb * t),
+                            "HighPcp_kB": int(hpcp),
                             "PageTables_kB": int(pt0 + pt_kb * t)})
             if t >= tasks:
                 break
@@ -197,7 +200,7 @@ class SimSession:
             if low0 - low_kb * (t + n) < floor:
                 stopped = "lowmem_floor"
                 break
-            if high0 - high_kb * (t + n) < 0:
+            if high0 + hpcp - high_kb * (t + n) < 0:
                 stopped = "highmem_exhausted (modelled)"
                 break
             t += n
