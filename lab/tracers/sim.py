@@ -150,6 +150,8 @@ class SimSession:
         units = units_of(workload, params)
         if workload == "taskpile":
             report.update(self._pile(cell, params, value))
+            # a pile that cannot start (a huge guest's memory map leaves lowmem under the
+            # floor) reached 0 tasks; a record needs a unit, so its totals count as one task
             units = max(int(report["ops"]), 1)
         counts = {t: int(round(value(t) * units)) for t in sorted(cell["targets"])
                   if any(t == p.name or t.startswith(p.name + ".") for p in self._attached or [])}

@@ -28,7 +28,7 @@ FIT = ["analysis/sim-fit/", "analysis/sim-mem/"]
 HOLDOUT = "analysis/sim-holdout/"
 BOUND = 0.10
 _CRNG = ("the built kernels' exec cost depends on whether the boot's crng has initialised "
-         "(random: crng init done): it had during the fit runs, not during the held-out ones")
+         "(random: crng init done): it had in the fit boots, not in the held-out ones")
 _RARE = ("2-3 PTE pages per run on ukva whatever the parameters: one event more or less is "
          "20-30 %")
 #: (workload, config, figure) that miss the bound on the held-out runs, and why (README,
