@@ -36,8 +36,7 @@ app.command("dashboard")(dashboards.dashboard)
 app.command("report")(reports.report)
 app.command("study")(measure.study)
 app.command("profile")(measure.profile)
-app.add_typer(sim.app, name="sim",
-              help="The sim backend's model: fit it to real runs (fit), its error (check).")
+app.add_typer(sim.app, name="sim")
 app.add_typer(costmodel_cli.app, name="cost-model",
               help="Machine models for the cost plugin's counts: list them with their sources.")
 

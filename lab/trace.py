@@ -55,6 +55,7 @@ __all__ = [
     "git_commit",
     "record_key",
     "booted_guest",
+    "preflight",
 ]
 
 @dataclass(frozen=True)
@@ -332,8 +333,16 @@ def _console_events(session: TraceSession, offset: int | None) -> list[dict[str,
     return [{"kind": e.kind, "text": e.text} for e in scan_console(read_console(path, offset))]
 
 
+def preflight(m: Matrix) -> None:
+    """What the backend can tell before anything runs (lab.tracers.Backend.preflight)."""
+    b = BACKENDS.get(m.backend)
+    if b is not None and b.preflight is not None:
+        b.preflight([c.name for c in m.configs], sorted({c.workload.name for c in m.cells}))
+
+
 def run_trace(m: Matrix, results_root: Path | None = None,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> RunDir:
     """Run a fresh matrix into a new run directory and return it (also when it fails)."""
+    preflight(m)
     run = start_run(m, m.cells[0].workload.name, results_root=results_root)
     return run_matrix(m, run, on_record)

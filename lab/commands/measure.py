@@ -111,7 +111,7 @@ def study(
 
     from ..notebook import study_folder
     from ..study import find_resumable, load_plan
-    from ..trace import choose_backend, run_matrix, start_run
+    from ..trace import choose_backend, preflight, run_matrix, start_run
 
     plan = load_plan(plan_file, backend)
     folder = study_folder(plan.path)
@@ -125,6 +125,7 @@ def study(
             repo_root()):
         raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
                          "publishes only numbers measured on a guest kernel")
+    preflight(m)
     run = None if new else find_resumable(plan)
     if run is None:
         run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),

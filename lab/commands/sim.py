@@ -46,7 +46,7 @@ def _open(stack: ExitStack, what: list[str]) -> dict[str, Any]:
     return out
 
 
-@app.command("fit")
+@app.command("fit", short_help="Fit the model to real runs or bundles: -o FILE.")
 @cli_errors
 def fit(
     sources: Sources,
@@ -87,7 +87,7 @@ def fit(
                          soft_wrap=True)
 
 
-@app.command("check")
+@app.command("check", short_help="The model's error per counter against real runs.")
 @cli_errors
 def check(
     sources: Sources,

@@ -151,11 +151,11 @@ class SessionContext:
 Opener = Callable[[SessionContext], AbstractContextManager[TraceSession]]
 
 
-def _lazy_attr(module: str, name: str) -> Callable[[], str]:
-    """``module.name()``, imported on first call (like :func:`_lazy`)."""
+def _lazy_attr(module: str, name: str) -> Callable[..., Any]:
+    """``module.name(...)``, imported on first call (like :func:`_lazy`)."""
 
-    def call() -> str:
-        return str(getattr(importlib.import_module(module, __package__), name)())
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module, __package__), name)(*args)
 
     return call
 
@@ -189,6 +189,10 @@ class Backend:
     #: Where its numbers come from, one line, for ``auto``'s fallback warning (a model's
     #: provenance); None for a backend that measures.
     provenance: Callable[[], str] | None = None
+    #: ``preflight(configs, workloads)``: raise UsageError before anything runs when the
+    #: backend cannot answer them (a model lacking a configuration), so a trace does not
+    #: measure two configurations and then fail on the third.
+    preflight: Callable[[list[str], list[str]], None] | None = None
 
 
 AUTO = "auto"
@@ -198,7 +202,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("ftrace", "real guest", _lazy(".ftrace"), simulated=False, needs_guest=True),
     Backend("sim", "model fitted to real runs, labelled SIMULATED", _lazy(".sim"),
             simulated=True, needs_guest=False, timing="modelled",
-            provenance=_lazy_attr(".sim", "provenance")),
+            provenance=_lazy_attr(".sim", "provenance"),
+            preflight=_lazy_attr(".sim", "preflight")),
 )}
 
 

@@ -46,7 +46,7 @@ from ..simmodel import (
 from ..simmodel.fit import MEM_KEYS
 from . import Attachment, Measurement, ProbeSpec, SessionContext, load_probe_set
 
-__all__ = ["SimSession", "open_session", "provenance"]
+__all__ = ["SimSession", "open_session", "provenance", "preflight"]
 
 PAGE_KB = 4
 
@@ -57,6 +57,21 @@ def provenance() -> str:
         return provenance_line(load_model())
     except LabError as e:
         return f"no usable sim model: {e}"
+
+
+def preflight(configs: list[str], workloads: list[str]) -> None:
+    """Every (configuration, workload) asked for is in the shipped model, or one UsageError
+    naming what is missing and what the model has."""
+    model = load_model()
+    have = model["configs"]
+    missing = [c for c in configs if c not in have]
+    if missing:
+        raise UsageError(f"the sim model {model['_path']} has no configuration "
+                         f"{', '.join(map(repr, missing))}: it was fitted for "
+                         f"{', '.join(sorted(have))}")
+    for c in configs:
+        for w in workloads:
+            model_cell(model, c, w)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from lab.cli import app
 from lab.errors import UsageError
 from lab.record import build_record
-from lab.results import RunDir, new_run
+from lab.results import RunDir, list_runs, new_run
 from lab.simmodel import load_model, model_cell, predict
 from lab.simmodel.fit import fit_model
 from lab.tomlfile import dump_toml
@@ -172,9 +172,10 @@ def test_trace_show_and_json_say_extrapolated(tmp_path: Path,
 def test_a_configuration_the_model_lacks_is_one_clear_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("lab.simmodel.default_model_path", lambda: write_model(tmp_path))
-    res = runner.invoke(app, ["trace", "--backend", "sim", "--config", "lowpte"])
+    res = runner.invoke(app, ["trace", "--backend", "sim", "--config", "highpte,lowpte"])
     assert res.exit_code == 2
     assert "has no configuration 'lowpte': it was fitted for highpte" in res.output
+    assert not list(list_runs()), "refused before anything ran"
     res = runner.invoke(app, ["trace", "--backend", "sim", "--config", "highpte",
                               "--workload", "execstorm"])
     assert res.exit_code == 2 and "no execstorm on highpte" in res.output
