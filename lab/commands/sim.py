@@ -109,6 +109,11 @@ def check(
         runs = [r for rs in _open(stack, sources).values() for r in rs]
         model = load_model(model_path or default_model_path())
         rows = check_rows(model, runs)
+    for cfg, kernel in sorted({(r["config"], r["other_kernel"]) for r in rows
+                               if r["other_kernel"]}):
+        ui.warn(f"{cfg}: the runs' kernel {kernel} is not the one the model was fitted on "
+                f"({model['configs'][cfg]['kernel']}): their difference is not the model's "
+                "error")
     if not all_targets:
         keep = set(headline_targets())
         rows = [r for r in rows if r["target"] in keep]

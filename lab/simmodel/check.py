@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..report import headline
 from ..results import RunDir
 from . import GUEST_NS, SLOPES, extrapolation, model_cell, predict, rel_error
-from .fit import record_targets
+from .fit import kernel_label, record_targets
 
 __all__ = ["check_rows", "headline_targets", "worst_by_target", "label", "markdown_table"]
 
@@ -37,16 +37,20 @@ def label(target: str) -> str:
 def check_rows(model: dict[str, Any], runs: list[RunDir]) -> list[dict[str, Any]]:
     """One row per (config, workload, params, target) the runs and the model share: the
     observed mean per unit over the repeats, the model's value, and the relative error
-    (predicted − observed) / observed (lab.simmodel.rel_error).
+    (predicted − observed) / observed (lab.simmodel.rel_error), what makes it EXTRAPOLATED,
+    and ``other_kernel``: the run's kernel when the model was fitted on another build.
     Raises UsageError when the runs are simulated or share nothing with the model."""
     groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    kernels: dict[str, str] = {}
     for run in runs:
         m = run.manifest()
         if m.get("simulated"):
             raise UsageError(f"run {run.run_id} is SIMULATED: check the model against real runs")
         for rec in run.records():
             cfg = str(rec.get("config"))
-            mem = m.get("configs", {}).get(cfg, {}).get("mem_mib", 0)
+            meta = m.get("configs", {}).get(cfg, {})
+            mem = meta.get("mem_mib", 0)
+            kernels[cfg] = kernel_label(meta)
             key = (cfg, str(rec.get("workload")), json.dumps(rec.get("params"), sort_keys=True),
                    int(mem))
             groups.setdefault(key, []).append(rec)
@@ -60,6 +64,8 @@ def check_rows(model: dict[str, Any], runs: list[RunDir]) -> list[dict[str, Any]
             continue
         params = json.loads(pkey)
         outside = extrapolation(model, cell, params, mem)
+        fitted_on = str(model["configs"][cfg]["kernel"]).split("; ")
+        other_kernel = None if kernels[cfg] in fitted_on else kernels[cfg]
         per_rec = [record_targets(r) for r in recs]
         for target in sorted(cell["targets"]):
             vals = [pr[target] for pr in per_rec if math.isfinite(pr.get(target, math.nan))]
@@ -70,7 +76,8 @@ def check_rows(model: dict[str, Any], runs: list[RunDir]) -> list[dict[str, Any]
             err = rel_error(pred, obs, target)
             rows.append({"config": cfg, "workload": workload, "params": params, "mem_mib": mem,
                          "target": target, "observed": obs, "predicted": pred, "error": err,
-                         "n": len(vals), "extrapolated": outside})
+                         "n": len(vals), "extrapolated": outside,
+                         "other_kernel": other_kernel})
     if not rows:
         raise UsageError("the runs share no (configuration, workload) with the model"
                          + (f": {skipped[0]}" if skipped else ""))

@@ -30,7 +30,8 @@ from ..errors import UsageError
 from ..results import RunDir
 from . import FORMAT, GUEST_NS, MEMINFO_DELTA, SLOPES, TERMS, design_row, rel_error, units_of
 
-__all__ = ["fit_model", "record_targets", "mem_lines", "MEM_KEYS", "TASKPILE_START"]
+__all__ = ["fit_model", "record_targets", "mem_lines", "kernel_label", "MEM_KEYS",
+           "TASKPILE_START"]
 
 Record = dict[str, Any]
 
@@ -147,7 +148,9 @@ def mem_lines(points: dict[str, list[tuple[str, int, float]]],
     return slopes, at
 
 
-def _kernel(meta: dict[str, Any]) -> str:
+def kernel_label(meta: dict[str, Any]) -> str:
+    """A configuration's kernel as the model records it: package or source version and
+    the bzImage's hash (so `lab sim check` can tell a run of another build)."""
     k = meta.get("kernel") or {}
     name = " ".join(str(x) for x in (k.get("package") or meta.get("kernel_name"),
                                      k.get("package_version")) if x)
@@ -193,7 +196,7 @@ def fit_model(sources: dict[str, list[RunDir]], command: str = "") -> dict[str, 
                                      "the workload's definition gives")
                 cfg = str(rec["config"])
                 meta = m.get("configs", {}).get(cfg, {})
-                kernels.setdefault(cfg, set()).add(_kernel(meta))
+                kernels.setdefault(cfg, set()).add(kernel_label(meta))
                 cmdlines.setdefault(cfg, set()).add(str(meta.get("cmdline", "")))
                 absent.setdefault(cfg, {}).update(rec.get("absent") or {})
                 timings.add(str(rec.get("timing")))
