@@ -115,8 +115,8 @@ def _fit_cell(workload: str, recs: list[tuple[Record, int]]) -> dict[str, Any]:
     x = np.array([design_row(terms, p) for p in params])
     per_rec = [record_targets(r) for r, _ in recs]
     common = set.intersection(*(set(t) for t in per_rec))
-    targets = {t: _fit_target(t, x, cells, np.array([pr[t] for pr in per_rec]))
-               for t in sorted(common)}
+    targets = {t: _fit_target(t, x, cells, y) for t in sorted(common)
+               if np.isfinite(y := np.array([pr[t] for pr in per_rec])).any()}
     mems = [m for _, m in recs]
     return {"unit": recs[0][0].get("unit"), "terms": terms, "range": rng,
             "mem_mib": [min(mems), max(mems)], "points": len(keys), "records": len(recs),

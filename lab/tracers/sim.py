@@ -44,6 +44,7 @@ from ..simmodel import (
     units_of,
 )
 from ..simmodel.fit import MEM_KEYS
+from ..workloads import load_workload
 from . import Attachment, Measurement, ProbeSpec, SessionContext, load_probe_set
 
 __all__ = ["SimSession", "open_session", "provenance", "preflight"]
@@ -142,10 +143,8 @@ class SimSession:
         if workload not in TERMS:
             raise UsageError(f"the sim backend models {', '.join(TERMS)}, not {workload!r}")
         cell = model_cell(self.model, self.config, workload)
-        missing = [k for k, _ in cell["terms"] if k not in params]
-        if missing or any(v < 1 for k, v in params.items() if TERMS[workload].get(k) == "inv"):
-            raise UsageError(f"{workload}: the sim needs {', '.join(missing) or 'them'} "
-                             f"set and every count parameter >= 1, got {params}")
+        # the workload's own defaults and checks (beyond its maximum allowed: EXTRAPOLATED)
+        params = load_workload(workload).resolve(params, above_max=True)
         why = extrapolation(self.model, cell, params, self.mem_mib)
         if why:
             self.extrapolated = sorted({*self.extrapolated, *why})

@@ -256,3 +256,13 @@ def test_check_reports_the_error_per_counter(tmp_path: Path) -> None:
     assert abs(row["error"]) < 0.005 and row["extrapolated"] == []
     text = runner.invoke(app, ["sim", "check", str(other.path), "--model", str(path)])
     assert text.exit_code == 0 and "guest time per unit" in text.output
+
+
+def test_params_take_the_workloads_defaults_and_bounds(tmp_path: Path) -> None:
+    path = write_model(tmp_path)
+    m = measure(path, params={"procs": 200})   # touch 16 and concurrency 4 by default
+    assert m.report["params"] == {"procs": 200, "touch": 16, "concurrency": 4}
+    with pytest.raises(UsageError, match="procs=0 is below its minimum 1"):
+        measure(path, params={"procs": 0})
+    with pytest.raises(UsageError, match="unknown parameter 'bogus'"):
+        measure(path, params={"procs": 10, "bogus": 1})
