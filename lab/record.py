@@ -9,7 +9,8 @@ One record (schema 1) has these keys:
   unit, units, counts{name: int}, absent{name: why}, meminfo_before{k: kB},
   meminfo_after{k: kB}, vmstat_delta{k: int}, report{...}, guest_elapsed_ns,
   probed_elapsed_ns, probe_overhead, host{...}, recorded_at
-and optionally console_events[{kind, text}]. Counts are raw totals over the repeat; divide by
+and optionally console_events[{kind, text}] and extrapolated[why] (a simulated repeat
+outside the sim model's fitted range). Counts are raw totals over the repeat; divide by
 ``units`` for per-unit figures. guest_elapsed_ns comes from a run of the same workload with the
 probes detached (ftrace backend): probes cost time, and more of it where they fire more.
 probed_elapsed_ns is the counted run's own time; probe_overhead = probed / clean.
@@ -69,6 +70,9 @@ def build_record(
     # raw, so any machine model can price them later without re-running.
     if meas.extra.get("costmodel"):
         rec["costmodel"] = meas.extra["costmodel"]
+    # A model asked outside what it was fitted on (the sim backend): why, one phrase each.
+    if meas.extra.get("extrapolated"):
+        rec["extrapolated"] = list(meas.extra["extrapolated"])
     return rec
 
 

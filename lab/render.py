@@ -114,6 +114,8 @@ def _provenance(doc: dict[str, Any], fmt: str) -> list[str]:
     out = _heading("Provenance", fmt, 2)
     for r in doc["runs"]:
         sim = " SIMULATED (the sim model, not a guest kernel)" if r["simulated"] else ""
+        if r.get("extrapolated"):
+            sim += " EXTRAPOLATED (" + "; ".join(r["extrapolated"]) + ")"
         plan = f", plan {r['plan']}" if r["plan"] else ""
         out += _para(f"Run {r['run_id']} ({r['kind'] or '?'}{plan}): backend "
                      f"{r['backend']}, clock {r['timing']}{sim}; lab "

@@ -263,7 +263,13 @@ def provenance(run_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
             "timing": manifest.get("timing"), "lab_version": manifest.get("lab_version"),
             "git_commit": manifest.get("git_commit"), "host": host.get("hostname"),
             "started_at": manifest.get("started_at"), "status": manifest.get("status"),
-            "configs": configs}
+            "configs": configs,
+            # a simulated run: its model, and where it answered outside the fitted range
+            **({"sim_model": sorted({str(c["sim_model"]) for c in per.values()
+                                     if isinstance(c, dict) and c.get("sim_model")}),
+                "extrapolated": sorted({str(w) for c in per.values() if isinstance(c, dict)
+                                        for w in c.get("extrapolated") or []})}
+               if manifest.get("simulated") else {})}
 
 
 def figure_cells(row: dict[str, Any]) -> dict[str, dict[str, Any]]:

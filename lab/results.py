@@ -111,6 +111,9 @@ def open_run(run_id: str, root: Path | None = None) -> RunDir:
     as_path = Path(run_id)
     if (as_path / "manifest.json").is_file():
         return RunDir(as_path.resolve())
+    if "/" in run_id:   # a path, not an id (glob() would refuse an absolute one)
+        raise UsageError(f"no run {run_id!r}: {as_path} is not a run directory "
+                         "(no manifest.json)")
     root = root or results_dir()
     if run_id == "latest":
         newest = next(list_runs(root), None)

@@ -215,7 +215,8 @@ def summarize(records: list[Record], allow_mixed: bool = False, seed: int = 0,
               ) -> list[dict[str, Any]]:
     """One row per (config, workload, params): per-unit mean/CI/CV/n of every counter.
 
-    Each row: config, workload, params, unit, n, backends, timing, simulated, run_ids,
+    Each row: config, workload, params, unit, n, backends, timing, simulated, extrapolated
+    (why a simulated row is outside its model's fitted range; empty otherwise), run_ids,
     counters{name: {mean, lo, hi, cv, n, noisy} or {absent: why}}, guest_ns_per_unit{...},
     meminfo_change_kb{PageTables: {...}, LowFree: {...}}. Records whose params differ are kept
     in separate rows (per-unit figures depend on them). With ``clocks`` (name -> per-unit
@@ -242,6 +243,7 @@ def summarize(records: list[Record], allow_mixed: bool = False, seed: int = 0,
             "backends": sorted({str(r.get("backend")) for r in recs}),
             "timing": sorted({str(r.get("timing")) for r in recs}),
             "simulated": any(bool(r.get("simulated")) for r in recs),
+            "extrapolated": sorted({str(w) for r in recs for w in r.get("extrapolated") or []}),
             "run_ids": sorted({str(r.get("run_id")) for r in recs}),
             "counters": counters,
             "guest_ns_per_unit": _ci_cell(guest_ns_per_unit(recs), seed),

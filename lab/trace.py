@@ -55,6 +55,7 @@ __all__ = [
     "git_commit",
     "record_key",
     "booted_guest",
+    "preflight",
 ]
 
 @dataclass(frozen=True)
@@ -140,8 +141,9 @@ def choose_backend(requested: str, can_boot: Callable[[], str | None]) -> str:
     if why_not is None:
         return resolve_auto(True).name
     chosen = resolve_auto(False)
-    what = "SIMULATED" if chosen.simulated else chosen.name
-    ui.warn(f"no guest can boot here ({why_not}): using the {what} backend")
+    what = "SIMULATED " + chosen.name if chosen.simulated else chosen.name
+    source = f" ({chosen.provenance()})" if chosen.provenance else ""
+    ui.warn(f"no guest can boot here ({why_not}): using the {what} backend{source}")
     return chosen.name
 
 
@@ -185,7 +187,7 @@ def _open_session(m: Matrix, cfg: GuestConfig,
     ctx = SessionContext(
         config=cfg, timing=m.timing,
         boot_guest=lambda: booted_guest(cfg, m.boot, m.timing, run),
-        set_meta=lambda meta: _set_config_meta(run, cfg.name, meta),
+        set_meta=lambda meta: _set_config_meta(run, cfg.name, meta), mem_mib=m.boot.mem_mib,
     )
     return get_backend(m.backend).open(ctx)
 
@@ -297,7 +299,7 @@ def _measure_config(m: Matrix, run: RunDir, cfg: GuestConfig, todo: list[tuple[C
             console = _console_offset(session)
             with ui.step(label):
                 meas = session.measure(cell.workload.name, cell.params,
-                                       cell.workload.argv(cell.params))
+                                       cell.workload.argv(cell.params, m.simulated))
             rec = _record(m, run, cfg, cell, i, session, meas)
             events = _console_events(session, console)
             if events:  # warnings, stalls: the numbers stand, with this next to them
@@ -331,8 +333,16 @@ def _console_events(session: TraceSession, offset: int | None) -> list[dict[str,
     return [{"kind": e.kind, "text": e.text} for e in scan_console(read_console(path, offset))]
 
 
+def preflight(m: Matrix) -> None:
+    """What the backend can tell before anything runs (lab.tracers.Backend.preflight)."""
+    b = BACKENDS.get(m.backend)
+    if b is not None and b.preflight is not None:
+        b.preflight([c.name for c in m.configs], sorted({c.workload.name for c in m.cells}))
+
+
 def run_trace(m: Matrix, results_root: Path | None = None,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> RunDir:
     """Run a fresh matrix into a new run directory and return it (also when it fails)."""
+    preflight(m)
     run = start_run(m, m.cells[0].workload.name, results_root=results_root)
     return run_matrix(m, run, on_record)

@@ -72,7 +72,8 @@ def trace(
     if not 1 <= repeat <= 1000:
         raise UsageError(f"--repeat {repeat} out of range: 1 to 1000")
     spec = load_workload(workload)
-    params = spec.resolve(parse_param_args(param or []))
+    raw_params = parse_param_args(param or [])
+    spec.resolve(raw_params, above_max=True)   # a bad name or value fails before auto warns
     configs = parse_config_list(config)
     probe_set = load_probe_set(probes)
     boot = BootOptions(
@@ -80,6 +81,8 @@ def trace(
         append=tuple(append or ()), cost_model=cost_model_name(cost_model),
     )
     chosen = choose_backend(backend, _can_boot)
+    # a model may be asked beyond the program's limits (it says EXTRAPOLATED); a guest not
+    params = spec.resolve(raw_params, above_max=BACKENDS[chosen].simulated)
     if cost_model and chosen != "ftrace":  # the plugin counts in a real guest only
         raise UsageError(f"--cost-model needs the ftrace backend (a real guest), not {chosen}")
     plan = Matrix(configs, [Cell(spec, params, repeat)], chosen, probe_set, boot)
@@ -108,7 +111,7 @@ def study(
 
     from ..notebook import study_folder
     from ..study import find_resumable, load_plan
-    from ..trace import choose_backend, run_matrix, start_run
+    from ..trace import choose_backend, preflight, run_matrix, start_run
 
     plan = load_plan(plan_file, backend)
     folder = study_folder(plan.path)
@@ -122,6 +125,7 @@ def study(
             repo_root()):
         raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
                          "publishes only numbers measured on a guest kernel")
+    preflight(m)
     run = None if new else find_resumable(plan)
     if run is None:
         run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),

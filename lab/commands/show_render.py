@@ -172,8 +172,10 @@ def print_show(run_id: str, gap: str | None = None, cost_model: str | None = Non
     lead = headline()
     for label, rows in groups.items():
         sim = any(r["simulated"] for r in rows)
+        beyond = sorted({w for r in rows for w in r.get("extrapolated") or []})
         title = (f"{label} — per {rows[0]['unit']}, mean ±95% CI half-width over repeats — "
-                 f"{m.get('backend')}, {m.get('timing')}" + (" — SIMULATED" if sim else ""))
+                 f"{m.get('backend')}, {m.get('timing')}" + (" — SIMULATED" if sim else "")
+                 + (" — EXTRAPOLATED" if beyond else ""))
         table = Table(title=title, title_justify="left")
         table.add_column("counter")
         for r in rows:
@@ -191,6 +193,9 @@ def print_show(run_id: str, gap: str | None = None, cost_model: str | None = Non
             table.add_row(f"Δ{key} kB (run)",
                           *[_fmt_cell(r["meminfo_change_kb"][key]) for r in rows])
         ui.out_console.print(table)
+        if beyond:
+            ui.out_console.print("EXTRAPOLATED: the sim model was not fitted here ("
+                                 + "; ".join(beyond) + ")", soft_wrap=True)
         for line in _comparisons(rows):
             ui.out_console.print(line)
     _print_derived(data)

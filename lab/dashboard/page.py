@@ -145,8 +145,14 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
     workloads = sorted({row["workload"] for row in rows}) or sorted(
         {str(manifests[r.run_id].get("workload")) for r in profiled})
     title = "ukva-lab: " + ", ".join(workloads) + sfx
-    banner = ('<div class="banner">SIMULATED: these numbers come from the sim model '
-              '(lab/tracers/sim_model.toml), not from a guest kernel.</div>' if simulated else "")
+    beyond = sorted({w for r in records for w in r.get("extrapolated") or []})
+    banner = ('<div class="banner">SIMULATED: these numbers come from the sim model fitted to '
+              'real runs (lab sim fit; see the provenance), not from a guest kernel.</div>'
+              if simulated else "")
+    if beyond:
+        banner += ('<div class="banner">EXTRAPOLATED: outside what the sim model was fitted on '
+                   f'({esc("; ".join(beyond))}).</div>')
+        title += " EXTRAPOLATED"
     if allow_mixed:
         banner += _mixed(records)
     nav = ('<a href="#answer">The answer</a> ' if answer else "") + (

@@ -143,10 +143,21 @@ class SessionContext:
     timing: str
     boot_guest: Callable[[], AbstractContextManager[Guest]]
     set_meta: Callable[[dict[str, Any]], None]
+    #: The guest RAM asked for (MiB): a model answers for a guest of this size.
+    mem_mib: int | None = None
 
 
 #: Opens a session for one configuration; the session is valid inside the ``with``.
 Opener = Callable[[SessionContext], AbstractContextManager[TraceSession]]
+
+
+def _lazy_attr(module: str, name: str) -> Callable[..., Any]:
+    """``module.name(...)``, imported on first call (like :func:`_lazy`)."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module, __package__), name)(*args)
+
+    return call
 
 
 def _lazy(module: str) -> Opener:
@@ -175,6 +186,13 @@ class Backend:
     simulated: bool
     needs_guest: bool
     timing: str | None = None
+    #: Where its numbers come from, one line, for ``auto``'s fallback warning (a model's
+    #: provenance); None for a backend that measures.
+    provenance: Callable[[], str] | None = None
+    #: ``preflight(configs, workloads)``: raise UsageError before anything runs when the
+    #: backend cannot answer them (a model lacking a configuration), so a trace does not
+    #: measure two configurations and then fail on the third.
+    preflight: Callable[[list[str], list[str]], None] | None = None
 
 
 AUTO = "auto"
@@ -182,8 +200,10 @@ AUTO = "auto"
 #: The registry: name -> backend, in the order --help lists them.
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("ftrace", "real guest", _lazy(".ftrace"), simulated=False, needs_guest=True),
-    Backend("sim", "labelled model", _lazy(".sim"), simulated=True, needs_guest=False,
-            timing="modelled"),
+    Backend("sim", "model fitted to real runs, labelled SIMULATED", _lazy(".sim"),
+            simulated=True, needs_guest=False, timing="modelled",
+            provenance=_lazy_attr(".sim", "provenance"),
+            preflight=_lazy_attr(".sim", "preflight")),
 )}
 
 

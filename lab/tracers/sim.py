@@ -1,68 +1,96 @@
-"""The ``sim`` backend: a labelled model of 6.1's PTE-page kmaps, for hosts without QEMU.
+"""The ``sim`` backend: counts from a model fitted to real runs, for hosts without QEMU and for
+what-ifs TCG is too slow for (10,000 tasks, other guest memory sizes).
 
-Why it exists: the CLI, statistics and dashboards must be developable and testable where no
-guest can boot, and a model written down path by path says what the real counts *should* be,
-so a surprising measurement has something to disagree with. It never pretends to be real:
-every :class:`~lab.tracers.Measurement` it returns says ``simulated`` in its report and extra.
+Why it exists: the CLI, statistics and dashboards must work where no guest can boot, and some
+questions (a pile of 10,000 tasks, a 64 GiB guest's lowmem) take a real guest hours or cannot
+run on it at all. It never pretends to be real: every measurement says SIMULATED, and one
+whose parameters or memory size lie outside what the model was fitted on says EXTRAPOLATED
+too (in its record, `lab show`, the JSON and the manifest).
 
-How it works: the model (lab/tracers/sim_model.py) tallies primitive kernel events per path
-and applies the configuration's rule; this module turns that into a session: probe selection,
-deterministic noise per repeat, modelled guest time and meminfo. Example::
+How: lab/simmodel holds the fitted lines (``lab sim fit``; the shipped model is
+vm/sim/stock-6.1.toml). A measurement is each line at the parameters, times the units, with
+deterministic noise of the size the real repeats showed. taskpile is piled step by step on
+the fitted per-task slopes from the fitted start-of-pile memory of a guest of ``--mem``, and
+stops at the lowmem floor as the real one does. Example::
 
     s = SimSession("highpte", seed=1)
     s.attach(load_probe_set())
-    m = s.measure("forkstorm", {"procs": 300, "touch": 0, "concurrency": 1}, [])
-    m.counts["__kmap_local_pfn_prot"] / 300     # ~ highmem kmaps per fork
+    m = s.measure("forkstorm", {"procs": 500, "touch": 32, "concurrency": 4}, [])
+    m.counts["__kmap_local_pfn_prot"] / 500     # highmem kmaps per fork, as fitted
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import LabError, UsageError
-from . import Attachment, Measurement, ProbeSpec, SessionContext, load_probe_set
-from .sim_model import (
-    DEFAULT_MODEL,
-    MODELLED_SYMBOLS,
-    MODELLED_TRACEPOINTS,
-    TLB_REASONS,
-    UKVA_SYMBOLS,
-    WORKLOADS,
-    Tally,
-    counts_from_tally,
+from ..simmodel import (
+    GUEST_NS,
+    MEMINFO_DELTA,
+    SLOPES,
+    TERMS,
+    extrapolation,
     load_model,
+    mem_value,
+    model_cell,
+    predict,
+    provenance_line,
+    units_of,
 )
+from ..simmodel.fit import MEM_KEYS
+from ..workloads import load_workload
+from . import Attachment, Measurement, ProbeSpec, SessionContext, load_probe_set
 
-__all__ = ["SimSession", "open_session", "Tally", "DEFAULT_MODEL", "WORKLOADS", "load_model",
-           "counts_from_tally"]
+__all__ = ["SimSession", "open_session", "provenance", "preflight"]
+
+PAGE_KB = 4
+
+
+def provenance() -> str:
+    """The shipped model's provenance, for ``auto``'s fallback warning."""
+    try:
+        return provenance_line(load_model())
+    except LabError as e:
+        return f"no usable sim model: {e}"
+
+
+def preflight(configs: list[str], workloads: list[str]) -> None:
+    """Every (configuration, workload) asked for is in the shipped model, or one UsageError
+    naming what is missing and what the model has."""
+    model = load_model()
+    have = model["configs"]
+    missing = [c for c in configs if c not in have]
+    if missing:
+        raise UsageError(f"the sim model {model['_path']} has no configuration "
+                         f"{', '.join(map(repr, missing))}: it was fitted for "
+                         f"{', '.join(sorted(have))}")
+    for c in configs:
+        for w in workloads:
+            model_cell(model, c, w)
 
 
 @contextmanager
 def open_session(ctx: SessionContext) -> Iterator[SimSession]:
-    """The registry's opener: no guest; the configuration's facts go into the manifest."""
+    """The registry's opener: no guest; the configuration's facts, the model's provenance and
+    any extrapolation go into the manifest."""
     cfg = ctx.config
+    session = SimSession(cfg.name, mem_mib=ctx.mem_mib,
+                         on_extrapolated=lambda why: ctx.set_meta({"extrapolated": why}))
     ctx.set_meta({"config": cfg.name, "kernel_name": cfg.kernel, "cmdline": " ".join(cfg.cmdline),
-                  "timing": ctx.timing, "simulated": True})
-    yield SimSession(cfg.name)
-
-
-def _noise(rng: np.random.Generator, frac: float) -> float:
-    return 1.0 + frac * float(np.clip(rng.standard_normal(), -3.0, 3.0))
-
-
-# Tally fields that address-space layout moves (the rest are exact: processes, execs, touches).
-_NOISY = ("pte_maps_own", "pte_maps_foreign", "data_kmaps", "flush_local", "flush_remote",
-          "user_invlpg", "sched_switches", "faults")
+                  "timing": ctx.timing, "simulated": True, "mem_mib": session.mem_mib,
+                  "sim_model": provenance_line(session.model),
+                  "fitted_kernel": session.model["configs"][cfg.name]["kernel"]})
+    yield session
 
 
 class SimSession:
-    """A TraceSession answered by the model: ``backend = "sim"``, ``simulated = True``."""
+    """A TraceSession answered by the fitted model: ``backend = "sim"``, ``simulated = True``."""
 
     backend = "sim"
     simulated = True
@@ -71,31 +99,37 @@ class SimSession:
     console_log: Path | None = None
 
     def __init__(self, config_name: str, model_path: Path | None = None,
-                 seed: int | None = None) -> None:
-        self.model_path = model_path or DEFAULT_MODEL
-        self.model = load_model(self.model_path)
-        if config_name not in self.model["configs"]:
-            known = ", ".join(sorted(self.model["configs"]))
-            raise UsageError(f"sim model has no configuration {config_name!r}: choose from {known}")
+                 seed: int | None = None, mem_mib: int | None = None,
+                 on_extrapolated: Callable[[list[str]], None] | None = None) -> None:
+        self.model = load_model(model_path)
+        configs = self.model["configs"]
+        if config_name not in configs:
+            raise UsageError(f"the sim model {self.model['_path']} has no configuration "
+                             f"{config_name!r}: it was fitted for {', '.join(sorted(configs))}")
         self.config = config_name
+        self.mem_mib = int(mem_mib or configs[config_name]["mem"]["mem_mib"])
         self.seed = 0 if seed is None else seed
         self._repeat = 0
         self._attached: list[ProbeSpec] | None = None
         self.attachment = Attachment([], {})
         self._closed = False
+        self._on_extrapolated = on_extrapolated
+        self.extrapolated: list[str] = []
 
     def attach(self, probes: list[ProbeSpec]) -> Attachment:
-        """Accept what the modelled kernel has; the rest is absent with the reason."""
+        """Accept the counters the fitted runs recorded on this configuration; the rest are
+        absent, with the guest's reason where the runs recorded one."""
+        have = {t for w in self.model["configs"][self.config]["workloads"].values()
+                for t in w["targets"]}
+        guest_absent = self.model["configs"][self.config].get("absent", {})
         attached, absent = [], {}
-        is_ukva = bool(self.model["configs"][self.config]["ukva"])
         for p in probes:
-            if p.kind == "kprobe" and p.symbol in UKVA_SYMBOLS and not is_ukva:
-                absent[p.name] = f"{p.symbol} not in the modelled {self.config} kernel (no UKVA)"
-            elif (p.kind == "kprobe" and p.symbol in MODELLED_SYMBOLS) or (
-                    p.kind == "tracepoint" and p.tracepoint in MODELLED_TRACEPOINTS):
+            if p.name in have:
                 attached.append(p.name)
+            elif p.name in guest_absent:
+                absent[p.name] = f"{guest_absent[p.name]} (the fitted {self.config} runs)"
             else:
-                absent[p.name] = "not modelled by the sim backend"
+                absent[p.name] = "not in the sim model (its runs did not count it)"
         self._attached = [p for p in probes if p.name in attached]
         self.attachment = Attachment(attached=attached, absent=absent)
         return self.attachment
@@ -106,107 +140,88 @@ class SimSession:
             raise LabError("sim session is closed")
         if self._attached is None:
             self.attach(load_probe_set())
-        if workload not in WORKLOADS:
-            raise UsageError(f"sim backend does not model workload {workload!r}: "
-                             f"choose from {', '.join(sorted(WORKLOADS))}")
-        units, paths = WORKLOADS[workload](self.model, dict(params))
-        total = Tally()
-        for t in paths.values():
-            total.add(t)
+        if workload not in TERMS:
+            raise UsageError(f"the sim backend models {', '.join(TERMS)}, not {workload!r}")
+        cell = model_cell(self.model, self.config, workload)
+        # the workload's own defaults and checks (beyond its maximum allowed: EXTRAPOLATED)
+        params = load_workload(workload).resolve(params, above_max=True)
+        why = extrapolation(self.model, cell, params, self.mem_mib)
+        if why:
+            self.extrapolated = sorted({*self.extrapolated, *why})
+            if self._on_extrapolated:
+                self._on_extrapolated(self.extrapolated)
         key = f"{self.seed}/{self.config}/{workload}/{sorted(params.items())}/{self._repeat}"
         rng = np.random.default_rng(zlib.crc32(key.encode()))
         self._repeat += 1
-        frac = float(self.model["model"]["noise_fraction"])
-        for name in _NOISY:
-            setattr(total, name, getattr(total, name) * _noise(rng, frac))
-        exact = counts_from_tally(total, self.model, self.config)
-        counts = {name: int(round(v)) for name, v in self._select(exact).items()}
-        # guest time covers the whole job; the workload's own elapsed_ns only its loop
-        speed = _noise(rng, frac)
-        elapsed = self._elapsed_ns(total, exact, params, speed)
-        loop = Tally()
-        for p, t in paths.items():
-            if p != "driver":
-                loop.add(t)
-        loop_ns = self._elapsed_ns(loop, counts_from_tally(loop, self.model, self.config),
-                                   params, speed)
-        before, after = self._meminfo(rng)
-        report = {"workload": workload, "unit": self.model["workloads"][workload]["unit"],
-                  "ops": units, "errors": 0, "elapsed_ns": loop_ns, "params": dict(params),
-                  "simulated": True}
-        extra = {"simulated": True, "timing": self.timing, "argv": list(argv), "model": {
-            "path": str(self.model_path), "version": self.model["model"]["version"],
-            "config": self.config, "seed": self.seed, "repeat": self._repeat - 1,
-            "highmem_kmaps": self._highmem_split(total),
-            "per_unit_by_path": {p: _rounded(asdict(t), units) for p, t in paths.items()},
-            "peak_kb": self._peak(params, paths),
-        }}
+
+        def value(target: str) -> float:
+            spec = cell["targets"][target]
+            noise = 1.0 + float(spec["cv"]) * float(np.clip(rng.standard_normal(), -3, 3))
+            return predict(cell, target, params) * noise
+
+        report: dict[str, Any] = {"workload": workload, "unit": cell["unit"], "errors": 0,
+                                  "params": dict(params), "simulated": True}
+        units = units_of(workload, params)
+        if workload == "taskpile":
+            report.update(self._pile(cell, params, value))
+            # a pile that cannot start (a huge guest's memory map leaves lowmem under the
+            # floor) reached 0 tasks; a record needs a unit, so its totals count as one task
+            units = max(int(report["ops"]), 1)
+        counts = {t: int(round(value(t) * units)) for t in sorted(cell["targets"])
+                  if any(t == p.name or t.startswith(p.name + ".") for p in self._attached or [])}
+        elapsed = int(round(value(GUEST_NS) * units)) if GUEST_NS in cell["targets"] else 0
+        report.update(ops=units, elapsed_ns=elapsed)
+        before = {k: int(round(mem_value(self.model, self.config, k, self.mem_mib)))
+                  for k in MEM_KEYS if k in self.model["configs"][self.config]["mem"]["at"]}
+        after = dict(before)
+        for t in MEMINFO_DELTA:
+            k = t.split(".", 1)[1]
+            if t in cell["targets"] and k in after:
+                after[k] += int(round(value(t)))
+        if why:
+            report["extrapolated"] = why
+        extra = {"simulated": True, "timing": self.timing, "argv": list(argv),
+                 "extrapolated": why, "model": {
+                     "path": self.model["_path"], "fitted_at": self.model["model"]["fitted_at"],
+                     "config": self.config, "seed": self.seed, "repeat": self._repeat - 1,
+                     "mem_mib": self.mem_mib}}
         return Measurement(counts=counts, meminfo_before=before, meminfo_after=after,
-                           vmstat_delta={"pgfault": int(round(total.faults))}, report=report,
-                           guest_elapsed_ns=elapsed, extra=extra)
+                           vmstat_delta={}, report=report, guest_elapsed_ns=elapsed, extra=extra)
+
+    def _pile(self, cell: dict[str, Any], params: dict[str, int],
+              value: Callable[[str], float]) -> dict[str, Any]:
+        """taskpile's samples: tasks added ``step`` at a time from the fitted start of a pile on
+        a guest of ``mem_mib``, each taking the fitted lowmem, PageTables and HighFree pages;
+        no step starts that would take LowFree below the floor (as taskpile.c decides)."""
+        def start(k: str) -> float:   # a figure the runs' samples lacked starts at 0
+            if f"taskpile.{k}" not in self.model["configs"][self.config]["mem"]["at"]:
+                return 0.0
+            return mem_value(self.model, self.config, f"taskpile.{k}", self.mem_mib)
+
+        low0, pcp, high0, hpcp, pt0 = (start(k) for k in (
+            "LowFree_kB", "LowPcp_kB", "HighFree_kB", "HighPcp_kB", "PageTables_kB"))
+        low_kb, pt_kb, high_kb = (max(value(s), 0.0) * PAGE_KB if s in cell["targets"] else 0.0
+                                  for s in SLOPES)
+        floor = params.get("min_lowfree_mib", 64) * 1024
+        tasks, step, t = params["tasks"], params["step"], 0
+        samples, stopped = [], "max_tasks"
+        while True:
+            samples.append({"tasks": t, "LowFree_kB": int(low0 - low_kb * t),
+                            "LowPcp_kB": int(pcp), "HighFree_kB": int(high0 - high_kb * t),
+                            "HighPcp_kB": int(hpcp),
+                            "PageTables_kB": int(pt0 + pt_kb * t)})
+            if t >= tasks:
+                break
+            n = min(step, tasks - t)
+            if low0 - low_kb * (t + n) < floor:
+                stopped = "lowmem_floor"
+                break
+            if high0 + hpcp - high_kb * (t + n) < 0:
+                stopped = "highmem_exhausted (modelled)"
+                break
+            t += n
+        return {"ops": t, "samples": samples, "stopped_because": stopped, "oom_killed": 0,
+                "low_source": "LowFree", "pte_pages_per_task": params.get("span_mib", 0) // 2}
 
     def close(self) -> None:
         self._closed = True
-
-    # -- helpers --------------------------------------------------------------------------------
-
-    def _select(self, exact: dict[str, float]) -> dict[str, float]:
-        """Counters for the attached probes only, named as the probe set names them."""
-        out: dict[str, float] = {}
-        for p in self._attached or []:
-            if p.kind == "kprobe" and p.symbol in exact:
-                out[p.name] = exact[p.symbol]
-            elif p.tracepoint == "tlb:tlb_flush":
-                out[p.name] = exact["tlb_flush"]
-                if p.key == "reason":
-                    out.update({f"{p.name}.{r}": exact[f"tlb_flush.{r}"] for r in TLB_REASONS})
-            elif p.tracepoint == "sched:sched_switch":
-                out[p.name] = exact["sched_switch"]
-        return out
-
-    def _highmem_split(self, t: Tally) -> dict[str, float]:
-        """Highmem kmaps split into PTE-page maps and the non-PTE (data page) baseline."""
-        c, k = self.model["configs"][self.config], self.model["kernel"]
-        pte = (t.pte_maps_foreign + (0.0 if c["ukva"] else t.pte_maps_own)) * float(
-            bool(c["pte_pages_in_highmem"]))
-        return {"pte": round(pte, 3),
-                "data": round(t.data_kmaps * k["user_pages_highmem_fraction"], 3)}
-
-    def _elapsed_ns(self, t: Tally, exact: dict[str, float], params: dict[str, int],
-                    speed: float) -> int:
-        tm, c = self.model["timing"], self.model["configs"][self.config]
-        ns = (t.forks * tm["ns_per_fork"] + t.execs * tm["ns_per_exec"]
-              + t.touched_pages * tm["ns_per_touched_page"]
-              + exact["__kmap_local_pfn_prot"] * tm["ns_per_highmem_kmap"])
-        if c["ukva"]:
-            ns += t.mm_created * tm["ns_per_ukva_mm"]
-        cpus = min(int(params.get("concurrency", 4)), int(self.model["guest"]["vcpus"]))
-        ns /= 1.0 + (cpus - 1) * tm["parallel_efficiency"]
-        return int(round(ns * speed))
-
-    def _meminfo(self, rng: np.random.Generator) -> tuple[dict[str, int], dict[str, int]]:
-        g = self.model["guest"]
-        keys = ("MemTotal", "LowTotal", "HighTotal", "LowFree", "HighFree", "PageTables")
-        before = {key: int(g[key]) for key in keys}
-        jitter = int(round(rng.standard_normal() * 2)) * int(g["page_kb"])   # a few pages
-        after = dict(before)
-        after["LowFree"] -= int(g["lowfree_residual_kb"]) + jitter
-        after["HighFree"] -= int(g["highfree_residual_kb"])
-        return before, after
-
-    def _peak(self, params: dict[str, int], paths: dict[str, Tally]) -> dict[str, float]:
-        """Page-table memory while `concurrency` children live (meminfo after shows none of it)."""
-        g, c, k = self.model["guest"], self.model["configs"][self.config], self.model["kernel"]
-        fork = paths.get("fork")
-        if fork is None or not fork.forks:
-            return {}
-        live = min(int(params.get("concurrency", 4)), int(fork.forks))
-        per_child = fork.pte_alloc / fork.forks + (k["ukva_pages_per_mm"] if c["ukva"] else 0)
-        kb = live * per_child * g["page_kb"]
-        low = kb if not c["pte_pages_in_highmem"] else live * (
-            k["ukva_pages_per_mm"] if c["ukva"] else 0) * g["page_kb"]
-        return {"PageTables": round(kb, 1), "LowFree_drop": round(low, 1)}
-
-
-def _rounded(d: dict[str, float], units: int) -> dict[str, float]:
-    return {key: round(v / units, 3) for key, v in d.items() if v}

@@ -133,11 +133,14 @@ class WorkloadSpec:
     def _valid(self) -> str:
         return ", ".join(f"{p.name} {p.bounds()}" for p in self.params.values())
 
-    def resolve(self, overrides: Mapping[str, str | int]) -> dict[str, int]:
+    def resolve(self, overrides: Mapping[str, str | int],
+                above_max: bool = False) -> dict[str, int]:
         """Fill defaults and check ``overrides`` against the spec, before anything boots.
 
         Returns every parameter in spec order, e.g. ``{"procs": 50, "touch": 16, ...}``.
         Raises :class:`UsageError` naming the parameter and the bound or the valid names.
+        ``above_max``: a model (the sim backend) may be asked beyond what the program takes
+        (taskpile's 10,000 tasks); it labels such answers EXTRAPOLATED.
         """
         values = {name: p.default for name, p in self.params.items()}
         for name, raw in overrides.items():
@@ -152,7 +155,7 @@ class WorkloadSpec:
                     f"parameter {name}={raw!r} is not an integer "
                     f"(workload {self.name}: {name} {spec.bounds()})"
                 )
-            if value < spec.min or value > spec.max:
+            if value < spec.min or (value > spec.max and not above_max):
                 if value < spec.min:
                     side = f"below its minimum {spec.min}"
                 else:
@@ -163,14 +166,14 @@ class WorkloadSpec:
             values[name] = value
         return values
 
-    def argv(self, params: Mapping[str, int]) -> list[str]:
+    def argv(self, params: Mapping[str, int], above_max: bool = False) -> list[str]:
         """The guest command line, e.g. ``["/workloads/forkstorm", "--procs", "1000", ...]``.
 
         ``params`` is checked with :meth:`resolve` again (missing ones take their defaults),
         so an argv built here never carries a value the program would reject.
         """
         argv = [self.guest_path]
-        for name, value in self.resolve(params).items():
+        for name, value in self.resolve(params, above_max).items():
             argv += [f"--{name}", str(value)]
         return argv
 

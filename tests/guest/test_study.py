@@ -23,7 +23,8 @@ PLAN = Path(__file__).parent.parent / "data" / "study-ci.toml"
 
 
 def test_study_killed_midway_resumes_without_losing_anything(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "lab", "study", str(PLAN)],
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "study", str(PLAN), "--backend",
+                             "ftrace"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy())
     deadline = time.monotonic() + 600
@@ -48,7 +49,7 @@ def test_study_killed_midway_resumes_without_losing_anything(tmp_path: Path) -> 
     assert 1 <= len(kept) < 8 and kept[: len(first)] == first
     assert still_running(guests) == [], "Ctrl-C must not leave the study's QEMU behind"
 
-    res = lab("study", str(PLAN), "--json")
+    res = lab("study", str(PLAN), "--backend", "ftrace", "--json")
     assert res.returncode == 0, res.stderr
     assert "resuming" in res.stderr
     (again,) = list(list_runs())

@@ -72,7 +72,7 @@ def study(ukva_kernel: KernelArtifact,
     """tests/data/ukva-ci.toml run once: records by (config, workload)."""
     root = tmp_path_factory.mktemp("ukva-study")
     env = {"UKVA_LAB_RESULTS": str(root / "results"), "UKVA_LAB_STATE": str(root / "state")}
-    res = lab("study", str(PLAN), "--json", timeout=2400, env=env)
+    res = lab("study", str(PLAN), "--backend", "ftrace", "--json", timeout=2400, env=env)
     assert res.returncode == 0, res.stderr
     (run,) = list(list_runs(root / "results"))
     assert run.manifest()["status"] == "complete"

@@ -25,7 +25,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], d
     root = tmp_path_factory.mktemp("wl")
     os.environ["UKVA_LAB_RESULTS"] = str(root / "results")
     os.environ["UKVA_LAB_STATE"] = str(root / "state")
-    res = lab("study", str(PLAN), "--json", timeout=1800)
+    res = lab("study", str(PLAN), "--backend", "ftrace", "--json", timeout=1800)
     assert res.returncode == 0, res.stderr
     (run,) = list(list_runs())
     assert run.manifest()["status"] == "complete"

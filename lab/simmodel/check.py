@@ -1,0 +1,139 @@
+"""``lab sim check``: a fitted model's error against real runs, per counter.
+
+Why a separate step from the fit: the error a model states for itself (its fit error) is on
+the points it was fitted to; what a user needs is its error where it was not fitted. Checking
+against held-out runs (analysis/sim-holdout/) is that number, and the README's table and the
+host test both come from :func:`check_rows`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..report import headline
+from ..results import RunDir
+from . import GUEST_NS, SLOPES, extrapolation, model_cell, predict, rel_error
+from .fit import kernel_label, record_targets
+
+__all__ = ["check_rows", "headline_targets", "worst_by_target", "label", "markdown_table"]
+
+
+def headline_targets() -> list[str]:
+    """What the issue's error bound covers: the headline counters of probes.toml, guest time,
+    and taskpile's lowmem and PageTables slopes."""
+    return [*headline().order, GUEST_NS, *SLOPES[:2]]
+
+
+def label(target: str) -> str:
+    return {GUEST_NS: "guest time per unit"}.get(target, target)
+
+
+def check_rows(model: dict[str, Any], runs: list[RunDir]) -> list[dict[str, Any]]:
+    """One row per (config, workload, params, target) the runs and the model share: the
+    observed mean per unit over the repeats, the model's value, and the relative error
+    (predicted − observed) / observed (lab.simmodel.rel_error), what makes it EXTRAPOLATED,
+    and ``other_kernel``: the run's kernel when the model was fitted on another build.
+    Raises UsageError when the runs are simulated or share nothing with the model."""
+    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    kernels: dict[str, str] = {}
+    for run in runs:
+        m = run.manifest()
+        if m.get("simulated"):
+            raise UsageError(f"run {run.run_id} is SIMULATED: check the model against real runs")
+        for rec in run.records():
+            cfg = str(rec.get("config"))
+            meta = m.get("configs", {}).get(cfg, {})
+            mem = meta.get("mem_mib", 0)
+            kernels[cfg] = kernel_label(meta)
+            key = (cfg, str(rec.get("workload")), json.dumps(rec.get("params"), sort_keys=True),
+                   int(mem))
+            groups.setdefault(key, []).append(rec)
+    rows: list[dict[str, Any]] = []
+    skipped = []
+    for (cfg, workload, pkey, mem), recs in sorted(groups.items()):
+        try:
+            cell = model_cell(model, cfg, workload)
+        except UsageError as e:
+            skipped.append(str(e))
+            continue
+        params = json.loads(pkey)
+        outside = extrapolation(model, cell, params, mem)
+        fitted_on = str(model["configs"][cfg]["kernel"]).split("; ")
+        other_kernel = None if kernels[cfg] in fitted_on else kernels[cfg]
+        per_rec = [record_targets(r) for r in recs]
+        for target in sorted(cell["targets"]):
+            vals = [pr[target] for pr in per_rec if math.isfinite(pr.get(target, math.nan))]
+            if not vals:
+                continue
+            obs = float(np.mean(vals))
+            pred = predict(cell, target, params)
+            err = rel_error(pred, obs, target)
+            rows.append({"config": cfg, "workload": workload, "params": params, "mem_mib": mem,
+                         "target": target, "observed": obs, "predicted": pred, "error": err,
+                         "n": len(vals), "extrapolated": outside,
+                         "other_kernel": other_kernel})
+    if not rows:
+        raise UsageError("the runs share no (configuration, workload) with the model"
+                         + (f": {skipped[0]}" if skipped else ""))
+    return rows
+
+
+def worst_by_target(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float | None]:
+    """(workload, target) -> the largest |error| over configurations and parameter points
+    (None: some observed 0 with a non-zero prediction)."""
+    out: dict[tuple[str, str], float | None] = {}
+    for r in rows:
+        key = (r["workload"], r["target"])
+        e = None if r["error"] is None else abs(r["error"])
+        if key not in out:
+            out[key] = e
+        elif out[key] is not None:
+            out[key] = None if e is None else max(e, out[key] or 0.0)
+    return out
+
+
+def markdown_table(model: dict[str, Any], rows: list[dict[str, Any]], against: str,
+                   bound: float = 0.10) -> str:
+    """The README's table: the model's provenance, then per headline figure (rows) and
+    workload (columns) the largest |error| over configurations and parameter points; cells
+    beyond ``bound`` in bold. Regenerate with `lab sim check ... --format markdown`."""
+    worst = worst_by_target(rows)
+    workloads = sorted({w for w, _ in worst})
+    m = model["model"]
+    kernels = sorted({c["kernel"] for c in model["configs"].values()})
+    out = [f"*Generated by `lab sim check {against} --format markdown` for the model "
+           f"`{_rel(model['_path'])}`, fitted by `{m.get('command', 'lab sim fit')}` "
+           f"({m['records']} records, clock {m['timing']}) on "
+           f"{', '.join(sorted(model['configs']))}; kernels: {'; '.join(kernels)}.*", "",
+           "Largest |model − measured| / measured per unit, over the configurations and "
+           f"parameter points of the runs checked (bold: over {bound:.0%}).", "",
+           "| per unit | " + " | ".join(workloads) + " |",
+           "| --- |" + " ---: |" * len(workloads)]
+    for target in headline_targets():
+        cells = []
+        for w in workloads:
+            if (w, target) not in worst:
+                cells.append("")
+                continue
+            e = worst[(w, target)]
+            text = "n/a" if e is None else f"{e:.1%}"
+            cells.append(f"**{text}**" if e is None or e > bound else text)
+        if any(cells):
+            name = label(target) if target == GUEST_NS else f"`{target}`"
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _rel(path: str) -> str:
+    from ..paths import repo_root
+
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return path

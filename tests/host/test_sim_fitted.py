@@ -1,0 +1,183 @@
+"""The shipped sim model against the committed real bundles (issue 15).
+
+Fit on analysis/sim-fit/ and analysis/sim-mem/, check on analysis/sim-holdout/ (parameter
+values the fit never saw): every headline counter and guest time within 10 % where the README
+says it holds, the README's table exactly what the bundles give, the shipped model exactly
+what a refit gives, and the what-ifs (10,000 tasks, other guest sizes) in under a second,
+labelled EXTRAPOLATED. No guest boots here; these tests claim nothing about the guest."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from lab.cli import app
+from lab.notebook import open_runs
+from lab.simmodel import default_model_path, load_model
+from lab.simmodel.check import check_rows, headline_targets, markdown_table
+
+ROOT = Path(__file__).parents[2]
+FIT = ["analysis/sim-fit/", "analysis/sim-mem/"]
+HOLDOUT = "analysis/sim-holdout/"
+BOUND = 0.10
+_CRNG = ("the built kernels' exec cost depends on whether the boot's crng has initialised "
+         "(random: crng init done): it had in the fit boots, not in the held-out ones")
+_RARE = ("2-3 PTE pages per run on ukva whatever the parameters: one event more or less is "
+         "20-30 %")
+#: (workload, config, figure) that miss the bound on the held-out runs, and why (README,
+#: "The sim backend"). Exactly these miss: the README's account is checked both ways.
+KNOWN_MISSES: dict[tuple[str, str, str], str] = {
+    ("execstorm", "built-highpte", "guest_ns"): _CRNG,
+    ("execstorm", "built-lowpte", "guest_ns"): _CRNG,
+    ("execstorm", "ukva", "guest_ns"): _CRNG,
+    ("forkstorm", "ukva", "__pte_alloc"): _RARE,
+    ("mmapchurn", "ukva", "__pte_alloc"): _RARE,
+}
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def refit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("model") / "model.toml"
+    res = runner.invoke(app, ["sim", "fit", *(str(ROOT / f) for f in FIT), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    return load_model(out)
+
+
+@pytest.fixture(scope="module")
+def held_out(refit: dict[str, Any]) -> list[dict[str, Any]]:
+    with ExitStack() as stack:
+        return check_rows(refit, open_runs(stack, [str(ROOT / HOLDOUT)]))
+
+
+def test_the_shipped_model_is_what_the_committed_bundles_give(refit: dict[str, Any]) -> None:
+    shipped = load_model()
+    assert shipped["configs"] == refit["configs"] and shipped["mem"] == refit["mem"]
+    assert [s["sha256"] for s in shipped["model"]["sources"]] == [
+        s["sha256"] for s in refit["model"]["sources"]]
+    assert [s["path"] for s in shipped["model"]["sources"]] == FIT
+    assert set(shipped["configs"]) == {"highpte", "lowpte", "built-highpte", "built-lowpte",
+                                       "ukva"}
+    for cfg in shipped["configs"].values():
+        assert set(cfg["workloads"]) == {"faultstorm", "forkstorm", "execstorm", "mmapchurn",
+                                         "shellmix", "taskpile"}
+
+
+def test_held_out_points_are_inside_the_fitted_range_and_never_fitted(
+        held_out: list[dict[str, Any]], refit: dict[str, Any]) -> None:
+    assert held_out and not [r for r in held_out if r["extrapolated"]]
+    with ExitStack() as stack:
+        fitted = {(r.get("workload"), json.dumps(r.get("params"), sort_keys=True))
+                  for run in open_runs(stack, [str(ROOT / f) for f in FIT])
+                  for r in run.records()}
+    assert not {(r["workload"], json.dumps(r["params"], sort_keys=True))
+                for r in held_out} & fitted
+
+
+def test_every_headline_figure_within_ten_percent_on_held_out_runs(
+        held_out: list[dict[str, Any]]) -> None:
+    lead = set(headline_targets())
+    checked = [r for r in held_out if r["target"] in lead]
+    assert {r["workload"] for r in checked} == {"faultstorm", "forkstorm", "execstorm",
+                                                "mmapchurn", "shellmix", "taskpile"}
+    assert {r["config"] for r in checked} == {"highpte", "lowpte", "built-highpte",
+                                              "built-lowpte", "ukva"}
+    missed = {(r["workload"], r["config"], r["target"]): r["error"] for r in checked
+              if r["error"] is None or abs(r["error"]) > BOUND}
+    assert set(missed) == set(KNOWN_MISSES), "\n".join(
+        f"{k}: {v}" for k, v in sorted(missed.items(), key=str))
+    # the misses stay bounded: the crng's exec cost is 15 %, a rare count's one event 25 %
+    assert all(e is not None and abs(e) < 0.25 for e in missed.values())
+    guest = [r for r in checked if r["target"] == "guest_ns"]
+    assert len(guest) == 30
+    assert sum(abs(r["error"]) <= BOUND for r in guest) == 27
+
+
+def test_the_readme_table_is_what_the_bundles_give(held_out: list[dict[str, Any]]) -> None:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- sim-check:begin -->\n(.*?)<!-- sim-check:end -->", text, re.S)
+    assert m, "README.md lacks the sim-check block"
+    want = markdown_table(load_model(), held_out, HOLDOUT)
+    assert m.group(1) == want, ("regenerate with: lab sim check analysis/sim-holdout/ "
+                                "--format markdown")
+
+
+def _timed(argv: list[str]) -> tuple[float, Any]:
+    """CPU seconds of the command in this process (imports done), and its result. CPU, not
+    wall: on a loaded 2-core host the runs' fsyncs alone have taken 0.4 s of waiting; the
+    wall time is asserted loosely below."""
+    start, wall = time.process_time(), time.perf_counter()
+    res = runner.invoke(app, argv)
+    assert time.perf_counter() - wall < 3.0
+    return time.process_time() - start, res
+
+
+def test_ten_thousand_tasks_in_under_a_second_labelled_extrapolated() -> None:
+    assert default_model_path().is_file()
+    runner.invoke(app, ["--version"])  # imports done: the command's own time below
+    took, res = _timed(["trace", "--workload", "taskpile", "--config", "highpte,lowpte",
+                        "--backend", "sim", "--param", "tasks=10000", "--json"])
+    assert res.exit_code == 0, res.output
+    assert took < 1.0, f"{took:.2f} s"
+    doc = json.loads(res.stdout)
+    rows = {r["config"]: r for r in doc["summary"]}
+    assert all(r["simulated"] and any("tasks=10000" in w for w in r["extrapolated"])
+               for r in rows.values())
+    reached = doc["taskpile_reached"]
+    assert set(reached["lowpte"]["stopped_because"]) == {"lowmem_floor"}
+    assert min(reached["highpte"]["reached"]) > 3 * max(reached["lowpte"]["reached"])
+    took, res = _timed(["trace", "--workload", "forkstorm", "--config", "highpte,lowpte",
+                        "--backend", "sim", "--param", "procs=10000"])
+    assert res.exit_code == 0 and took < 1.0, f"{took:.2f} s"
+    assert "EXTRAPOLATED" in res.output and "SIMULATED" in res.output
+
+
+def test_lowmem_curves_for_other_guest_sizes() -> None:
+    def reached(mem: str) -> tuple[int, list[str]]:
+        res = runner.invoke(app, ["trace", "--workload", "taskpile", "--config", "lowpte",
+                                  "--backend", "sim", "--repeat", "1", "--mem", mem, "--param",
+                                  "tasks=4000", "--param", "span_mib=512", "--json"])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.stdout)
+        return (int(doc["taskpile_reached"]["lowpte"]["reached"][0]),
+                doc["summary"][0]["extrapolated"])
+
+    (small, why3), (big, why8), (huge, why32) = reached("3G"), reached("8G"), reached("32G")
+    # a bigger guest spends more lowmem on its memory map: fewer tasks before the floor
+    assert small > big > huge > 0
+    assert not any("mem=" in w for w in why3 + why8)
+    assert any("mem=32768M outside" in w for w in why32)
+
+
+def _check(study: str) -> list[dict[str, Any]]:
+    with ExitStack() as stack:
+        return check_rows(load_model(), open_runs(stack, [str(ROOT / study)]))
+
+
+def test_the_issues_forkstorm_example_is_now_within_three_percent() -> None:
+    """Issue 15's example: the hand-set model gave 101.4 and 39.5 highmem kmaps per fork
+    (procs=1000 touch=16) where analysis/highpte-cost/'s guest gave 137.2 and 60.1."""
+    rows = {(r["config"], r["target"]): r for r in _check("analysis/highpte-cost/")
+            if r["workload"] == "forkstorm"}
+    for cfg in ("highpte", "lowpte"):
+        for target in ("__kmap_local_pfn_prot", "guest_ns"):
+            r = rows[(cfg, target)]
+            assert abs(r["error"]) < 0.03, (cfg, target, r["error"])
+            assert r["other_kernel"] is None
+            assert r["extrapolated"] == ["procs=1000 outside the fitted 300..800"]
+    assert rows[("highpte", "__kmap_local_pfn_prot")]["observed"] == pytest.approx(137.2, 1e-3)
+
+
+def test_check_names_runs_of_another_kernel_build() -> None:
+    rows = _check("analysis/ukva/")   # an earlier build of the ukva series
+    assert {r["other_kernel"] for r in rows if r["config"] == "ukva"} == {
+        "linux-source-6.1 6.1.192-3 (bzImage f78af910025e)"}
+    assert {r["other_kernel"] for r in rows if r["config"] != "ukva"} == {None}
