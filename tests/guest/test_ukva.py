@@ -226,8 +226,11 @@ def test_fork_keeps_only_the_foreign_side_on_kmap(study: dict) -> None:
 def test_shadow_pages_are_page_tables_in_lowmem(study: dict) -> None:
     slopes = taskpile_slopes([study[("built-highpte", "taskpile")], study[("ukva", "taskpile")]])
     pt = {cfg: s["pagetables_pages_per_task"]["mean"] for cfg, s in slopes.items()}
-    # PageTables counts pages exactly (no free-list noise): 3 shadow pages per task more
-    assert 2.5 <= pt["ukva"] - pt["built-highpte"] <= 3.5, pt
+    # PageTables counts pages exactly (no free-list noise): a shadow page per GiB a task has
+    # page tables in, allocated on first use (0009): taskpile's tasks (static, 256 MiB each
+    # below the stack) use two of the three GiBs, so 2 pages per task, not 3
+    print("PageTables pages per task:", pt)
+    assert 1.5 <= pt["ukva"] - pt["built-highpte"] <= 2.5, pt
 
 
 class TestDebugKernelStress:
