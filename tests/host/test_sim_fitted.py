@@ -9,7 +9,6 @@ labelled EXTRAPOLATED. No guest boots here; these tests claim nothing about the 
 from __future__ import annotations
 
 import copy
-
 import json
 import re
 import time
