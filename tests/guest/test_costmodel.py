@@ -161,7 +161,13 @@ def faultstorm(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]
               "--cost-model", "skylake", "--json", env=env, timeout=1800)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert {r["config"] for r in out["costmodel"]["rows"]} == {"highpte", "lowpte"}
+    # modelled cycles per fault in every model beside icount, for both configurations
+    assert [c["name"] for c in out["clocks"]][0] == "icount"
+    assert {c["name"] for c in out["clocks"]} == {"icount", *list_models()}
+    for row in out["summary"]:
+        assert set(row["clocks"]) == {"icount", *list_models()}, row["config"]
+        assert all(c["mean"] > 0 and c["n"] == 2 for c in row["clocks"].values()), row
+    assert {r["config"] for r in out["summary"]} == {"highpte", "lowpte"}
     (run,) = list(list_runs(root / "results"))
     m = run.manifest()
     for cfg in ("highpte", "lowpte"):
