@@ -224,13 +224,22 @@ def test_fork_keeps_only_the_foreign_side_on_kmap(study: dict) -> None:
 
 
 def test_shadow_pages_are_page_tables_in_lowmem(study: dict) -> None:
+    """A shadow page per GiB a task has page tables in, allocated on first use (0009):
+    taskpile's tasks (static, 256 MiB each below the stack) use two of the three GiBs, so
+    2 lowmem pages per task more than built-highpte, counted as page tables too.
+
+    Lowmem (LowFree + per-CPU lists) is where the shadow pages are and the PTE pages are
+    not. PageTables counts every page-table page exactly but moves by whole pages per task
+    from run to run with the address-space layout (ASLR decides whether the stack and the
+    vdso share a PTE page: measured 136.98 and 137.98 per task on the same built-highpte),
+    so it is held to the lowmem figure within that one page."""
     slopes = taskpile_slopes([study[("built-highpte", "taskpile")], study[("ukva", "taskpile")]])
+    low = {cfg: s["lowmem_pages_per_task"]["mean"] for cfg, s in slopes.items()}
     pt = {cfg: s["pagetables_pages_per_task"]["mean"] for cfg, s in slopes.items()}
-    # PageTables counts pages exactly (no free-list noise): a shadow page per GiB a task has
-    # page tables in, allocated on first use (0009): taskpile's tasks (static, 256 MiB each
-    # below the stack) use two of the three GiBs, so 2 pages per task, not 3
-    print("PageTables pages per task:", pt)
-    assert 1.5 <= pt["ukva"] - pt["built-highpte"] <= 2.5, pt
+    print("lowmem pages per task:", low, "PageTables pages per task:", pt)
+    shadow = low["ukva"] - low["built-highpte"]
+    assert 1.5 <= shadow <= 2.5, low
+    assert abs((pt["ukva"] - pt["built-highpte"]) - shadow) <= 1.3, (pt, low)
 
 
 class TestDebugKernelStress:
