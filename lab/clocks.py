@@ -25,17 +25,17 @@ import numpy as np
 
 from .compare import Figure
 from .costmodel import (
+    TLB_GEOMETRY,
     Model,
     list_models,
     load_model,
     modelled_cycles,
     record_counts,
-    tlb_geometry,
 )
 from .stats import Record, guest_ns_per_unit
 
 __all__ = ["Clock", "GUEST_CLOCKS", "clocks", "cycles_per_unit", "has_cost_counts",
-           "LEAVES_OUT"]
+           "LEAVES_OUT", "clock_words"]
 
 #: Names the guest-time clock takes: its timing mode when every record has the same one.
 GUEST_CLOCKS = ("icount", "realtime", "modelled", "guest time")
@@ -102,8 +102,8 @@ def clocks(records: list[Record], models: Sequence[str] | None = None) -> list[C
     """The clocks of ``records``: guest time first, then one per machine model (every model
     in lab/costmodel/models, or those named) that prices at least one record's counts.
     The models whose own TLB geometry was simulated come first (``counted_with``: the
-    geometries their TLB counts came from, :func:`lab.costmodel.tlb_geometry`). Empty when
-    no record carries cost-plugin counts. Raises UsageError for an unknown model.
+    geometries their TLB counts came from, as :func:`lab.costmodel.record_counts` names
+    them). Empty when no record carries cost-plugin counts. Raises UsageError for an unknown model.
     Example: ``[c.label for c in clocks(recs)]`` -> ['icount ns', 'skylake cycles',
     'p4-2003 cycles'] for a run counted with skylake's geometry."""
     chosen = [load_model(n) for n in (list_models() if models is None else models)]
@@ -111,11 +111,27 @@ def clocks(records: list[Record], models: Sequence[str] | None = None) -> list[C
         return []
     out = []
     for model in chosen:
-        priced = [r for r in records if record_counts(model, r) is not None]
+        priced = [c for r in records if (c := record_counts(model, r)) is not None]
         if priced:
-            geometry = sorted({tlb_geometry(model, r) or "?" for r in priced})
+            geometry = sorted({str(c[TLB_GEOMETRY]) for c in priced})
             out.append(Clock(model.name, "cycles", cycles_per_unit(model), model,
                              tuple(geometry)))
     # the model the run counted with first: its TLB misses are its own geometry's
     out.sort(key=lambda c: (c.name not in c.counted_with, c.name))
     return [Clock(_guest_clock_name(records), "ns", guest_ns_per_unit), *out]
+
+
+def clock_words(described: list[dict[str, Any]]) -> str:
+    """What each clock of a report is (its ``clocks``, as :meth:`Clock.describe` gives them)
+    and what the model leaves out, in one paragraph for the README, REPORT.md and the
+    dashboard; "" without modelled clocks."""
+    models = [c for c in described if c.get("model")]
+    if not models:
+        return ""
+    guest = next((c["name"] for c in described if not c.get("model")), "icount")
+    return (f"{guest}: QEMU guest time, one instruction = 1 ns. "
+            + "; ".join(f"{c['name']}: modelled cycles on {c.get('description') or c['name']}"
+                        f" (TLB misses counted with the {', '.join(c.get('counted_with') or [])}"
+                        " geometry)" for c in models)
+            + ". Modelled cycles = Σ count × cost over the cost plugin's counts "
+            f"(docs/cost-model.md). {LEAVES_OUT}")

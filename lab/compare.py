@@ -146,18 +146,22 @@ def gap_table(records: list[Record], base: str, floor: str, seed: int = 0,
     return rows
 
 
-def _low_kb(sample: dict[str, Any]) -> float | None:
-    low = sample.get("LowFree_kB")
-    if not isinstance(low, int | float):
+def _free_kb(sample: dict[str, Any], zone: str) -> float | None:
+    """Free kB of ``zone`` ("Low" or "High") in a taskpile sample: ``{zone}Free_kB`` plus the
+    per-CPU lists (``{zone}Pcp_kB``): pages parked on a CPU's list are not in the free count,
+    and the stock kernel parks many."""
+    free = sample.get(f"{zone}Free_kB")
+    if not isinstance(free, int | float):
         return None
-    pcp = sample.get("LowPcp_kB", 0)  # older taskpile reports have no per-CPU lists
-    return float(low) + (float(pcp) if isinstance(pcp, int | float) else 0.0)
+    pcp = sample.get(f"{zone}Pcp_kB", 0)  # older taskpile reports have no per-CPU lists
+    return float(free) + (float(pcp) if isinstance(pcp, int | float) else 0.0)
 
 
 def taskpile_slopes(records: list[Record]) -> dict[str, dict[str, Any]]:
-    """Per configuration: lowmem and PageTables used per task alive (least-squares slope over
-    every taskpile sample, in 4 kB pages per task, with a 95 % CI), and the samples used."""
-    points: dict[str, list[tuple[float, float | None, float | None]]] = {}
+    """Per configuration: lowmem, PageTables and highmem used per task alive (least-squares
+    slope over every taskpile sample, in 4 kB pages per task, with a 95 % CI), and the
+    samples used."""
+    points: dict[str, list[tuple[float, float | None, float | None, float | None]]] = {}
     for r in records:
         if r.get("workload") != "taskpile" or not isinstance(r.get("report"), dict):
             continue
@@ -165,14 +169,15 @@ def taskpile_slopes(records: list[Record]) -> dict[str, dict[str, Any]]:
             if isinstance(s, dict) and isinstance(s.get("tasks"), int):
                 pt = s.get("PageTables_kB")
                 points.setdefault(str(r.get("config")), []).append(
-                    (float(s["tasks"]), _low_kb(s),
-                     float(pt) if isinstance(pt, int | float) else None))
+                    (float(s["tasks"]), _free_kb(s, "Low"),
+                     float(pt) if isinstance(pt, int | float) else None, _free_kb(s, "High")))
     out: dict[str, dict[str, Any]] = {}
     for cfg, pts in sorted(points.items()):
         row: dict[str, Any] = {"samples": len(pts),
                                "max_tasks": int(max(p[0] for p in pts))}
         for label, idx, sign in (("lowmem_pages_per_task", 1, -1.0),
-                                 ("pagetables_pages_per_task", 2, 1.0)):
+                                 ("pagetables_pages_per_task", 2, 1.0),
+                                 ("highmem_pages_per_task", 3, -1.0)):
             xy = [(p[0], p[idx]) for p in pts if p[idx] is not None]
             if len({x for x, _ in xy}) < 3:
                 row[label] = {"mean": math.nan, "lo": math.nan, "hi": math.nan}

@@ -18,7 +18,7 @@ import math
 import textwrap
 from typing import Any
 
-from .clocks import LEAVES_OUT
+from .clocks import clock_words
 from .report import GUEST_TIME, figure_cells, headline
 
 __all__ = ["render", "FORMATS", "WIDTH", "PROFILE_ROWS"]
@@ -209,26 +209,12 @@ def _gap(doc: dict[str, Any], fmt: str) -> list[str]:
     return out
 
 
-def _clock_words(clocks: list[dict[str, Any]]) -> str:
-    """What each clock is, and what the model leaves out (every modelled figure says it)."""
-    models = [c for c in clocks if c.get("model")]
-    if not models:
-        return ""
-    guest = next((c["name"] for c in clocks if not c.get("model")), "icount")
-    return (f"{guest}: QEMU guest time, one instruction = 1 ns. "
-            + "; ".join(f"{c['name']}: modelled cycles on {c.get('description') or c['name']}"
-                        f" (TLB misses counted with the {', '.join(c.get('counted_with') or [])}"
-                        " geometry)" for c in models)
-            + ". Modelled cycles = Σ count × cost over the cost plugin's counts "
-            f"(docs/cost-model.md). {LEAVES_OUT}")
-
-
 def _clocks(doc: dict[str, Any], fmt: str) -> list[str]:
     """Time in each clock side by side (icount, modelled cycles per machine model): the
     baseline's cost over the floor and the share of that gap each candidate recovers; just
     the clocks' description when there is no gap (the figures table has the cycles)."""
     clocks = doc["report"].get("clocks") or []
-    words = _clock_words(clocks)
+    words = clock_words(clocks)
     if not words:
         return []
     g = doc["report"].get("gap") or {}

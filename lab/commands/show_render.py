@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ui
-from ..clocks import LEAVES_OUT
+from ..clocks import clock_words
 from ..errors import UsageError
 from ..report import build_report, figure_cells, headline
 from ..results import open_run
@@ -208,10 +208,6 @@ def print_show(run_id: str, gap: str | None = None, cost_model: str | None = Non
     if cost_model and not data.get("clocks"):
         ui.warn(f"the run has no cost-plugin counts: trace it with --cost-model {cost_model}")
     elif data.get("clocks"):
-        geo = sorted({g for c in data["clocks"] for g in c.get("counted_with", [])})
-        ui.out_console.print(
-            "modelled cycles: Σ count × cost over the cost plugin's counts (docs/cost-model.md"
-            f"; TLB geometry simulated at run time: {', '.join(geo)}). {LEAVES_OUT}",
-            soft_wrap=False)
+        ui.out_console.print(f"Clocks: {clock_words(data['clocks'])}", soft_wrap=False)
     if m.get("status") != "complete":
         ui.warn(f"run status: {m.get('status')}")

@@ -46,9 +46,7 @@ __all__ = [
     "list_models",
     "load_model",
     "modelled_cycles",
-    "per_unit",
     "record_counts",
-    "tlb_geometry",
     "pti_enabled",
     "plugin_key",
     "plugin_path",
@@ -221,7 +219,7 @@ def record_counts(model: Model, record: dict[str, Any]) -> dict[str, Any] | None
     (``TLB_COUNT_KEYS``) are MODEL's own geometry's when the record has them (the run-time
     model's, or ``geometries[MODEL]``, simulated beside it); a record of an older run has the
     run-time geometry's only, and keeps them. ``counts[TLB_GEOMETRY]`` names the model whose
-    geometry they are (see ``tlb_geometry``); ``geometries`` itself is not returned."""
+    geometry they are; ``geometries`` itself is not returned."""
     cm = record.get("costmodel")
     if not cm or not cm.get("counts") or (record.get("units") or 0) <= 0:
         return None
@@ -237,42 +235,6 @@ def record_counts(model: Model, record: dict[str, Any]) -> dict[str, Any] | None
         source = model.name
     counts[TLB_GEOMETRY] = source
     return counts
-
-
-def tlb_geometry(model: Model, record: dict[str, Any]) -> str | None:
-    """The model whose TLB geometry ``record_counts(model, record)`` takes the TLB counts from:
-    MODEL's own when the record has it, else the run-time model's (None: no counts)."""
-    counts = record_counts(model, record)
-    return None if counts is None else str(counts[TLB_GEOMETRY])
-
-
-def per_unit(model: Model, records: list[dict[str, Any]]) -> dict[tuple[str, str, str], Any]:
-    """Per (config, workload, params): modelled cycles and events per unit, one value per
-    repeat, from the records' raw counts as ``record_counts`` picks them for MODEL (records
-    without counts are skipped). ``kmap_walks``: data-side walks in the INVLPG (kmap) window,
-    0 for runs older than that counter."""
-    out: dict[tuple[str, str, str], dict[str, list[float]]] = {}
-    for r in records:
-        counts = record_counts(model, r)
-        if counts is None:
-            continue
-        units = r["units"]
-        key = (r["config"], r["workload"], json.dumps(r.get("params", {}), sort_keys=True))
-        cyc = modelled_cycles(model, counts)
-        row = out.setdefault(key, {})
-        walks = sum(_c(counts, k) for k in ("itlb_walk_user", "itlb_walk_kernel",
-                                            "dtlb_walk_user", "dtlb_walk_kernel"))
-        vals = {
-            "cycles": cyc["total"] / units,
-            "tlb_cycles": cyc["tlb"] / units,
-            "invlpg": _c(counts, "invlpg") / units,
-            "walks": walks / units,
-            "kmap_walks": _c(counts, "dtlb_walk_kmap") / units,
-            "icount_ns": float(r.get("guest_elapsed_ns") or 0) / units,
-        }
-        for k, v in vals.items():
-            row.setdefault(k, []).append(v)
-    return out
 
 
 def pti_enabled(cmdline: str) -> bool:

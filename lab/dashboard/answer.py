@@ -19,7 +19,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..clocks import LEAVES_OUT
+from ..clocks import clock_words
 from ..report import GUEST_TIME
 from .fmt import cell_lines, esc, param_tags, table
 
@@ -221,13 +221,8 @@ def answer_section(report: dict[str, Any], sfx: str,
     if not figs:
         return ""
     names = clock_names(report)
-    modelled = [c for c in report.get("clocks", []) if c["model"]]
-    which = ("Clocks: icount is QEMU guest time (one instruction = one ns); "
-             + "; ".join(f"{c['name']} is modelled cycles on {c['description'] or c['name']} "
-                         f"(TLB misses counted with the {', '.join(c['counted_with'])} "
-                         "geometry)" for c in modelled)
-             + f". Modelled cycles = Σ count × cost (docs/cost-model.md). {LEAVES_OUT}"
-             if modelled else
+    words = clock_words(report.get("clocks", []))
+    which = (f"Clocks: {words}" if words else
              f"Clock: {names[0][1]} only (these runs carry no cost-plugin counts; trace with "
              "--cost-model to add modelled cycles).")
     g = report.get("gap")

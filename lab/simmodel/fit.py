@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.stats as sps
 
 from ..compare import taskpile_slopes
 from ..errors import UsageError
@@ -56,23 +55,9 @@ def record_targets(rec: Record) -> dict[str, float]:
             out[target] = float(after[key] - before[key])
     if rec.get("workload") == "taskpile":
         slopes = taskpile_slopes([rec]).get(str(rec.get("config")), {})
-        for name in SLOPES[:2]:
+        for name in SLOPES:
             out[name] = float(slopes.get(name, {}).get("mean", math.nan))
-        out[SLOPES[2]] = _highmem_slope(rec)
     return out
-
-
-def _highmem_slope(rec: Record) -> float:
-    """Highmem pages per task alive (least squares over the samples, like taskpile_slopes
-    does for lowmem): the highmem a task's PTE and data pages take. Free means HighFree plus
-    the per-CPU lists (HighPcp_kB), as lowmem counts LowPcp: pages parked on a CPU's list
-    are not in HighFree, and the stock kernel parks many."""
-    pts = [(s["tasks"], s["HighFree_kB"] + s.get("HighPcp_kB", 0))
-           for s in rec.get("report", {}).get("samples") or []
-           if isinstance(s, dict) and isinstance(s.get("HighFree_kB"), int | float)]
-    if len({x for x, _ in pts}) < 3:
-        return math.nan
-    return -float(sps.linregress([x for x, _ in pts], [y for _, y in pts]).slope) / 4.0
 
 
 def _mem_of(run: RunDir, rec: Record) -> int:

@@ -152,7 +152,8 @@ Opener = Callable[[SessionContext], AbstractContextManager[TraceSession]]
 
 
 def _lazy_attr(module: str, name: str) -> Callable[..., Any]:
-    """``module.name(...)``, imported on first call (like :func:`_lazy`)."""
+    """``module.name(...)``, imported on first call: listing backends (for --help) must not
+    import every backend's dependencies."""
 
     def call(*args: Any) -> Any:
         return getattr(importlib.import_module(module, __package__), name)(*args)
@@ -161,14 +162,8 @@ def _lazy_attr(module: str, name: str) -> Callable[..., Any]:
 
 
 def _lazy(module: str) -> Opener:
-    """``module``'s ``open_session``, imported on first use: listing backends (for --help)
-    must not import every backend's dependencies."""
-
-    def opener(ctx: SessionContext) -> AbstractContextManager[TraceSession]:
-        mod = importlib.import_module(module, __package__)
-        return mod.open_session(ctx)  # type: ignore[no-any-return]
-
-    return opener
+    """``module``'s ``open_session``, imported on first use."""
+    return _lazy_attr(module, "open_session")
 
 
 @dataclass(frozen=True)

@@ -64,15 +64,20 @@ def preflight(configs: list[str], workloads: list[str]) -> None:
     """Every (configuration, workload) asked for is in the shipped model, or one UsageError
     naming what is missing and what the model has."""
     model = load_model()
+    _require_configs(model, configs)
+    for c in configs:
+        for w in workloads:
+            model_cell(model, c, w)
+
+
+def _require_configs(model: dict[str, Any], configs: list[str]) -> None:
+    """UsageError naming the configurations the model lacks and those it has."""
     have = model["configs"]
     missing = [c for c in configs if c not in have]
     if missing:
         raise UsageError(f"the sim model {model['_path']} has no configuration "
                          f"{', '.join(map(repr, missing))}: it was fitted for "
                          f"{', '.join(sorted(have))}")
-    for c in configs:
-        for w in workloads:
-            model_cell(model, c, w)
 
 
 @contextmanager
@@ -102,12 +107,9 @@ class SimSession:
                  seed: int | None = None, mem_mib: int | None = None,
                  on_extrapolated: Callable[[list[str]], None] | None = None) -> None:
         self.model = load_model(model_path)
-        configs = self.model["configs"]
-        if config_name not in configs:
-            raise UsageError(f"the sim model {self.model['_path']} has no configuration "
-                             f"{config_name!r}: it was fitted for {', '.join(sorted(configs))}")
+        _require_configs(self.model, [config_name])
         self.config = config_name
-        self.mem_mib = int(mem_mib or configs[config_name]["mem"]["mem_mib"])
+        self.mem_mib = int(mem_mib or self.model["configs"][config_name]["mem"]["mem_mib"])
         self.seed = 0 if seed is None else seed
         self._repeat = 0
         self._attached: list[ProbeSpec] | None = None

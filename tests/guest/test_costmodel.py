@@ -25,7 +25,6 @@ from lab.costmodel import (
     modelled_cycles,
     read_windows,
     record_counts,
-    tlb_geometry,
     window_file,
 )
 from lab.results import list_runs
@@ -242,7 +241,9 @@ def test_highpte_pays_more_invlpg_and_cycles_per_fault(faultstorm: list[dict]) -
     assert min(kmap_h) > max(kmap_l) + 1   # the walk after each of those INVLPGs
     # the records carry the P4 geometry's own TLB counts, and record_counts picks them
     for r in faultstorm:
-        assert tlb_geometry(p4, r) == "p4-2003" and tlb_geometry(sky, r) == "skylake"
+        mine, theirs = record_counts(sky, r), record_counts(p4, r)
+        assert mine is not None and mine["tlb_geometry"] == "skylake"
+        assert theirs is not None and theirs["tlb_geometry"] == "p4-2003"
         assert set(TLB_COUNT_KEYS) <= set(r["costmodel"]["counts"]["geometries"]["p4-2003"])
     # the report layer's clocks say which geometry each model's TLB counts came from
     assert {c.name: c.counted_with for c in clocks(faultstorm)[1:]} == {

@@ -12,18 +12,17 @@ from pathlib import Path
 import pytest
 
 from lab import costmodel
+from lab.clocks import cycles_per_unit
 from lab.costmodel import (
     COST_KEYS,
     list_models,
     load_model,
     modelled_cycles,
     new_window,
-    per_unit,
     plugin_option,
     pti_enabled,
     read_windows,
     record_counts,
-    tlb_geometry,
 )
 from lab.errors import LabError, UsageError
 from lab.guest.qemu import BootSpec, build_qemu_argv
@@ -134,7 +133,7 @@ def test_every_counted_event_is_priced() -> None:
         4 * p4.costs["walk"]
 
 
-def test_per_unit_uses_raw_counts_and_skips_records_without_them() -> None:
+def test_cycles_per_unit_uses_raw_counts_and_needs_them_in_every_record() -> None:
     m = load_model("skylake")
     rec = {"config": "highpte", "workload": "faultstorm", "params": {"mib": 1}, "units": 10,
            "guest_elapsed_ns": 5000,
@@ -142,11 +141,12 @@ def test_per_unit_uses_raw_counts_and_skips_records_without_them() -> None:
                                                         "dtlb_walk_user": 30,
                                                         "dtlb_l1_miss_user": 30}}}
     plain = {"config": "lowpte", "workload": "faultstorm", "params": {"mib": 1}, "units": 10}
-    out = per_unit(m, [rec, plain])
-    assert list(out) == [("highpte", "faultstorm", '{"mib": 1}')]
-    row = out[("highpte", "faultstorm", '{"mib": 1}')]
-    assert row["invlpg"] == [2.0] and row["walks"] == [3.0] and row["icount_ns"] == [500.0]
-    assert row["cycles"] == [pytest.approx((100 + 20 * 250 + 30 * 30) / 10)]
+    cycles = cycles_per_unit(m)
+    assert cycles([plain]) is None and cycles([rec, plain]) is None
+    assert cycles([rec]).tolist() == [pytest.approx((100 + 20 * 250 + 30 * 30) / 10)]
+    counts = record_counts(m, rec)
+    assert counts is not None and counts["invlpg"] / rec["units"] == 2.0
+    assert counts["dtlb_walk_user"] / rec["units"] == 3.0
 
 
 def _tlb(walk: int, miss: int, kmap: int = 0) -> dict[str, int]:
@@ -177,12 +177,12 @@ def test_record_counts_takes_each_models_own_tlb_geometry() -> None:
     # keys the other geometry lacks are not taken from the run-time one
     assert "itlb_walk_user" not in theirs
     assert rec["costmodel"]["counts"]["dtlb_walk_user"] == 10, "the record is not changed"
-    assert tlb_geometry(p4, rec) == "p4-2003" and tlb_geometry(sky, rec) == "skylake"
     # pricing and per-unit figures follow
     assert modelled_cycles(p4, theirs)["tlb"] == 40 * p4.costs["walk"]
-    row = per_unit(p4, [rec])[("highpte", "w", "{}")]
-    assert row["walks"] == [4.0] and row["kmap_walks"] == [0.5]
-    assert per_unit(sky, [rec])[("highpte", "w", "{}")]["walks"] == [1.0]
+    assert cycles_per_unit(p4)([rec]).tolist() == [modelled_cycles(p4, theirs)["total"] / 10]
+    assert theirs["dtlb_walk_user"] / rec["units"] == 4.0
+    assert theirs["dtlb_walk_kmap"] / rec["units"] == 0.5
+    assert mine["dtlb_walk_user"] / rec["units"] == 1.0
 
 
 def test_record_counts_of_an_older_run_keep_the_run_time_geometry() -> None:
@@ -193,8 +193,7 @@ def test_record_counts_of_an_older_run_keep_the_run_time_geometry() -> None:
     counts = record_counts(p4, rec)
     assert counts is not None and counts["tlb_geometry"] == "skylake"
     assert counts["dtlb_walk_user"] == 10 and counts["dtlb_l1_miss_user"] == 40
-    assert tlb_geometry(p4, rec) == "skylake"
-    assert tlb_geometry(p4, {**rec, "units": 0}) is None
+    assert record_counts(p4, {**rec, "units": 0}) is None
     assert record_counts(p4, {"config": "x", "units": 3}) is None
 
 
