@@ -257,7 +257,8 @@ def provenance(run_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
         configs[str(name)] = {"kernel_name": c.get("kernel_name"),
                               **_kernel_facts(c.get("kernel")),
                               "cmdline": c.get("cmdline"), "qemu_version": c.get("qemu_version"),
-                              "accel": c.get("accel"), "reboots": c.get("reboots")}
+                              "accel": c.get("accel"), "reboots": c.get("reboots"),
+                              "crng_ready": c.get("crng_ready")}
     return {"run_id": run_id, "kind": manifest.get("kind"), "plan": manifest.get("plan_name"),
             "backend": manifest.get("backend"), "simulated": bool(manifest.get("simulated")),
             "timing": manifest.get("timing"), "lab_version": manifest.get("lab_version"),

@@ -172,6 +172,8 @@ def booted_guest(
                 f"Booting {cfg.name} ({bp.spec.accel}, {bp.meta['cpus']} vCPU, {timing})"
             ):
                 guest = Guest.boot(inst, bp.spec, bp.meta, bp.ready_timeout)
+            # exec's cost depends on it (lab-agent.c, seed_crng): every run says which it had
+            _set_config_meta(run, cfg.name, {"crng_ready": guest.state.get("crng_ready")})
             yield guest
         finally:
             if guest is not None:

@@ -214,6 +214,7 @@ class Guest:
             state["ready_seconds"] = round(time.monotonic() - t0, 2)
             state["release"] = pong.get("release")
             state["machine"] = pong.get("machine")
+            state["crng_ready"] = pong.get("crng_ready")  # the agent seeds it (lab-agent.c)
             instance.state_file.write_text(json.dumps(state, indent=2))
             return guest
         except BaseException:
