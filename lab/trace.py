@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,8 @@ def _open_session(m: Matrix, cfg: GuestConfig,
     """The matrix's backend, from the registry, opened on ``cfg``."""
     ctx = SessionContext(
         config=cfg, timing=m.timing,
-        boot_guest=lambda: booted_guest(cfg, m.boot, m.timing, run),
+        boot_guest=lambda extras=(): booted_guest(
+            cfg, replace(m.boot, image_extras=tuple(extras)), m.timing, run),
         set_meta=lambda meta: _set_config_meta(run, cfg.name, meta), mem_mib=m.boot.mem_mib,
     )
     return get_backend(m.backend).open(ctx)

@@ -135,13 +135,15 @@ class TraceSession(Protocol):
 class SessionContext:
     """What the driver gives a backend to open one configuration's session.
 
-    ``boot_guest()`` boots the configuration (console and boot facts go into the run) and powers
-    it off on exit; ``set_meta`` records facts about the configuration in the run's manifest.
+    ``boot_guest(extras=())`` boots the configuration (console and boot facts go into the run)
+    and powers it off on exit; ``extras`` names optional image parts the backend needs
+    ("ebpf": its BPF object and loader in the initramfs); ``set_meta`` records facts about the
+    configuration in the run's manifest.
     """
 
     config: GuestConfig
     timing: str
-    boot_guest: Callable[[], AbstractContextManager[Guest]]
+    boot_guest: Callable[..., AbstractContextManager[Guest]]
     set_meta: Callable[[dict[str, Any]], None]
     #: The guest RAM asked for (MiB): a model answers for a guest of this size.
     mem_mib: int | None = None
@@ -195,6 +197,8 @@ AUTO = "auto"
 #: The registry: name -> backend, in the order --help lists them.
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("ftrace", "real guest", _lazy(".ftrace"), simulated=False, needs_guest=True),
+    Backend("ebpf", "real guest, BPF programs loaded by libbpf", _lazy(".ebpf"),
+            simulated=False, needs_guest=True),
     Backend("sim", "model fitted to real runs, labelled SIMULATED", _lazy(".sim"),
             simulated=True, needs_guest=False, timing="modelled",
             provenance=_lazy_attr(".sim", "provenance"),
