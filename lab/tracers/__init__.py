@@ -44,6 +44,7 @@ __all__ = [
     "load_probe_set",
     "DEFAULT_PROBE_SET",
     "INLINE_HINTS",
+    "refuse_options",
 ]
 
 DEFAULT_PROBE_SET = Path(__file__).with_name("probes.toml")
@@ -147,10 +148,20 @@ class SessionContext:
     set_meta: Callable[[dict[str, Any]], None]
     #: The guest RAM asked for (MiB): a model answers for a guest of this size.
     mem_mib: int | None = None
+    #: Backend-specific options (ebpf: "stack" = a symbol to collect kernel stacks for,
+    #: "latency" = a function to time); a backend ignores none silently: see its opener.
+    options: dict[str, str] = field(default_factory=dict)
 
 
 #: Opens a session for one configuration; the session is valid inside the ``with``.
 Opener = Callable[[SessionContext], AbstractContextManager[TraceSession]]
+
+
+def refuse_options(ctx: SessionContext, backend: str) -> None:
+    """A backend without options says so rather than ignoring one (stacks asked of ftrace)."""
+    if ctx.options:
+        raise UsageError(f"the {backend} backend takes no {', '.join(sorted(ctx.options))} "
+                         "option: use --backend ebpf")
 
 
 def _lazy_attr(module: str, name: str) -> Callable[..., Any]:

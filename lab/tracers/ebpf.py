@@ -50,7 +50,8 @@ class Slots:
 
 
 def field_offset_script(probes: list[ProbeSpec]) -> str:
-    """A guest script printing ``off TRACEPOINT OFFSET SIZE`` for each split tracepoint's key."""
+    """Guest shell lines printing ``off TRACEPOINT OFFSET SIZE`` for each split tracepoint's
+    key field (run before the preflight script, which ends in ``exit``)."""
     lines = []
     for p in probes:
         if p.kind == "tracepoint" and p.key:
@@ -58,7 +59,7 @@ def field_offset_script(probes: list[ProbeSpec]) -> str:
             lines.append(f"sed -n 's/.*field:[^;]* {p.key};[^o]*offset:\\([0-9]*\\);"
                          f"[^s]*size:\\([0-9]*\\);.*/off {p.tracepoint} \\1 \\2/p' "
                          f"{TRACEFS}/events/{sub}/{ev}/format 2>/dev/null")
-    return "\n".join([*lines, "exit 0"])
+    return "\n".join(lines)
 
 
 def parse_field_offsets(text: str) -> dict[str, int]:
@@ -163,8 +164,11 @@ def parse_loader(text: str) -> LoaderOutput:
 @contextmanager
 def open_session(ctx: SessionContext) -> Iterator[EbpfSession]:
     """The registry's opener: boot the configuration with the eBPF parts in its image."""
+    unknown = set(ctx.options) - {"stack", "latency"}
+    if unknown:
+        raise LabError(f"the ebpf backend has no option {', '.join(sorted(unknown))}")
     with ctx.boot_guest(("ebpf",)) as guest:
-        session = EbpfSession(guest)
+        session = EbpfSession(guest, ctx.options.get("stack", ""), ctx.options.get("latency", ""))
         yield session
         if session.loader:
             ctx.set_meta({"ebpf": session.jit_facts()})
@@ -192,8 +196,8 @@ class EbpfSession(FtraceSession):
         self.probes = probes
         extra = [ProbeSpec(name=s, kind="kprobe", group="", help="", symbol=s)
                  for s in (self.stack, self.latency) if s]
-        pre = self.guest.exec(["sh", "-c", preflight_script([*probes, *extra]) + "\n"
-                               + field_offset_script(probes)], timeout=120)
+        pre = self.guest.exec(["sh", "-c", field_offset_script(probes) + "\n"
+                               + preflight_script([*probes, *extra])], timeout=120)
         addrs, _tps, absent = parse_preflight(pre.stdout, probes)
         self.slots = plan_slots(probes, addrs, parse_field_offsets(pre.stdout), absent,
                                 self.stack, self.latency)

@@ -21,7 +21,7 @@ from ..errors import LabError
 from ..guest.agent import ExecResult
 from ..guest.vm import Guest
 from ..parsing import parse_meminfo, parse_vmstat
-from . import INLINE_HINTS, Attachment, Measurement, ProbeSpec, SessionContext
+from . import INLINE_HINTS, Attachment, Measurement, ProbeSpec, SessionContext, refuse_options
 
 __all__ = [
     "FtraceSession",
@@ -244,6 +244,7 @@ class _CostWindows:
 @contextmanager
 def open_session(ctx: SessionContext) -> Iterator[FtraceSession]:
     """The registry's opener: boot the configuration, count in it, power it off after."""
+    refuse_options(ctx, "ftrace")
     with ctx.boot_guest() as guest:
         yield FtraceSession(guest)
 
