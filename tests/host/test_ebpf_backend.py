@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError
-from lab.tracers import BACKENDS, ProbeSpec, load_probe_set
-from lab.tracers import ebpf_build
+from lab.tracers import BACKENDS, ProbeSpec, ebpf_build, load_probe_set
 from lab.tracers.ebpf import (
+    loader_script,
     parse_field_offsets,
     parse_loader,
     plan_slots,
-    loader_script,
 )
 from lab.tracers.ebpf_maps import (
     folded_stacks,
@@ -101,8 +100,8 @@ def test_a_verifier_refusal_is_one_line() -> None:
 
 def test_map_dumps_captured_in_the_guest(data_dir: Path) -> None:
     d = data_dir / "ebpf"
-    before = parse_map_dump((d / "before-bpf:_sys_fs_bpf_lab_counts").read_text())
-    after = parse_map_dump((d / "after-bpf:_sys_fs_bpf_lab_counts").read_text())
+    before = parse_map_dump((d / "before-counts.txt").read_text())
+    after = parse_map_dump((d / "after-counts.txt").read_text())
     assert len(after) == 256 and set(before) == set(after)
     # slot 0 is __kmap_local_pfn_prot: 100 forks on highpte, ~138 highmem kmaps each
     assert 100 * 100 < after[0] - before[0] < 200 * 100
@@ -110,16 +109,16 @@ def test_map_dumps_captured_in_the_guest(data_dir: Path) -> None:
 
 def test_stacks_captured_in_the_guest_fold_and_symbolise(data_dir: Path) -> None:
     d = data_dir / "ebpf"
-    table = kallsyms_table((d / "kallsyms").read_text())
-    ips = parse_stack_map((d / "after-bpf:_sys_fs_bpf_lab_stacks").read_text())
+    table = kallsyms_table((d / "kallsyms.txt").read_text())
+    ips = parse_stack_map((d / "after-stacks.txt").read_text())
     assert ips and all(0xc0000000 <= ip for st in ips.values() for ip in st)
-    folded = folded_stacks((d / "before-bpf:_sys_fs_bpf_lab_stack_counts").read_text(),
-                           (d / "after-bpf:_sys_fs_bpf_lab_stack_counts").read_text(),
-                           (d / "after-bpf:_sys_fs_bpf_lab_stacks").read_text(), table)
+    folded = folded_stacks((d / "before-stack_counts.txt").read_text(),
+                           (d / "after-stack_counts.txt").read_text(),
+                           (d / "after-stacks.txt").read_text(), table)
     assert all(s.split(";")[-1].startswith("__kmap_local_pfn_prot") for s in folded)
     assert any("copy_page_range" in s for s in folded)
-    counts = parse_map_dump((d / "after-bpf:_sys_fs_bpf_lab_counts").read_text())
-    base = parse_map_dump((d / "before-bpf:_sys_fs_bpf_lab_counts").read_text())
+    counts = parse_map_dump((d / "after-counts.txt").read_text())
+    base = parse_map_dump((d / "before-counts.txt").read_text())
     lost = counts.get(255, 0) - base.get(255, 0)
     assert sum(folded.values()) + lost == counts[0] - base[0]
 
@@ -133,8 +132,8 @@ def test_symbolise_takes_the_nearest_symbol_below() -> None:
 
 def test_latency_histogram_captured_in_the_guest(data_dir: Path) -> None:
     d = data_dir / "ebpf"
-    hist = log2_hist((d / "before-bpf:_sys_fs_bpf_lab_lat_hist").read_text(),
-                     (d / "after-bpf:_sys_fs_bpf_lab_lat_hist").read_text())
+    hist = log2_hist((d / "before-lat_hist.txt").read_text(),
+                     (d / "after-lat_hist.txt").read_text())
     assert hist and all(v > 0 for v in hist.values()) and max(hist) < 40
 
 
