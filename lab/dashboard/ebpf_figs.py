@@ -99,9 +99,9 @@ def latency_section(records: list[dict[str, Any]], sfx: str,
         fig.add_trace(go.Bar(x=[labels[s] for s in slots], y=[by.get(s, 0.0) for s in slots],
                              name=row["config"]))
     timing = {row["timing"] for row in rows}
-    note = ("under icount guest time is instructions executed: these histograms are "
-            "deterministic, the same run gives the same bars" if timing == {"icount"} else
-            "realtime guest clock: bars move between runs")
+    note = ("under icount guest time is instructions executed, so these durations are "
+            "deterministic: host load does not move them" if timing == {"icount"} else
+            "realtime guest clock: host load moves these bars between runs")
     fig.update_layout(
         title=f"{rows[0]['function']} duration (log2 buckets, guest time) per "
               f"{rows[0]['unit']}{sfx}<br><sup>{note}</sup>",

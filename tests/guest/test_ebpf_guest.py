@@ -10,7 +10,6 @@ as `lab trace --backend ebpf` does, and its counts must still be the workload's.
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,14 +20,11 @@ import pytest
 from lab.config import load_config
 from lab.guest.boot import BootOptions, plan_boot, provision
 from lab.guest.vm import Guest, Instance
-from lab.results import list_runs
 from lab.tracers import load_probe_set
 from lab.tracers.ebpf import EbpfSession
 from lab.tracers.ebpf_build import CLANG_FLAGS, LOADER
 from lab.tracers.ftrace import FtraceSession
 from lab.workloads import load_workload, parse_report
-
-from .helpers import lab
 
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(1800)]
 
@@ -49,10 +45,6 @@ def guest() -> Iterator[Guest]:
             yield g
         finally:
             g.shutdown(20)
-
-
-def _last_run() -> str:
-    return max(list_runs(), key=lambda r: r.path.stat().st_mtime).run_id
 
 
 def _argv() -> list[str]:
@@ -107,17 +99,3 @@ def test_a_verifier_refusal_is_one_line_and_attaches_nothing(guest: Guest,
     assert line.startswith("error: kp_count: ") and "invalid mem access" in line, line
     assert guest.exec(["ls", "/sys/fs/bpf/bad"]).rc != 0  # nothing pinned, nothing attached
 
-
-def test_lab_stacks_on_highpte_finds_fork_and_cow_call_sites() -> None:
-    res = lab("stacks", "--workload", "forkstorm", "--config", "highpte", "--param",
-              "procs=100", "--probe", "__kmap_local_pfn_prot", "--json", timeout=1200)
-    assert res.returncode == 0, res.stderr
-    (row,) = json.loads(res.stdout)
-    assert row["config"] == "highpte" and row["units"] == 100 and row["lost"] == 0
-    sites = {s["site"]: s["per_unit"] for s in row["sites"]}
-    top = " ".join(list(sites)[:6])
-    # highmem PTE pages: fork copies them (copy_page_range), faults map them
-    assert "copy_page_range" in top and "handle_mm_fault" in top, sites
-    assert 100 < row["per_unit"] < 200
-    text = lab("stacks", "--run", _last_run(), timeout=60)
-    assert text.returncode == 0 and max(map(len, text.stdout.splitlines())) < 80
