@@ -171,3 +171,28 @@ def test_the_default_probe_set_fits_the_slots() -> None:
     addrs = {p.symbol: ["c1000000"] for p in probes if p.kind == "kprobe"}
     slots = plan_slots(probes, addrs, {"tlb:tlb_flush": 8}, {})
     assert len(slots.names) == len(probes) + 5
+
+
+def test_study_and_trace_accept_the_ebpf_backend(data_dir: Path) -> None:
+    from lab.study import load_plan
+    from lab.trace import choose_backend
+
+    plan = load_plan(data_dir / "study-ci.toml", "ebpf")
+    assert plan.matrix.backend == "ebpf"
+    assert choose_backend("ebpf", lambda: "no guest here") == "ebpf"  # never falls back
+
+
+def test_backends_without_options_refuse_them() -> None:
+    from contextlib import nullcontext
+
+    from lab.config import load_config
+    from lab.errors import UsageError
+    from lab.tracers import SessionContext, get_backend
+
+    ctx = SessionContext(config=load_config("highpte"), timing="icount",
+                         boot_guest=lambda *a: nullcontext(), set_meta=lambda m: None,
+                         options={"stack": "pgd_alloc"})
+    for name in ("ftrace", "sim"):
+        with pytest.raises(UsageError, match="use --backend ebpf"):
+            with get_backend(name).open(ctx):
+                pass
