@@ -37,13 +37,15 @@ def _icicle(tree: dict[str, float], colors: dict[str, float] | None, title: str,
             hover: str) -> go.Figure:
     total = max(tree.values(), default=0.0) or 1.0
     ids = [p for p, v in tree.items() if v >= MIN_SHARE * total]
+    # the scale spans the call sites, not the root (whose change is every site's summed)
+    span = max((abs(colors[p]) for p in ids if ";" in p), default=1.0) if colors else 1.0
     fig = go.Figure(go.Icicle(
         ids=ids, labels=[p.rsplit(";", 1)[-1] for p in ids],
         parents=[p.rsplit(";", 1)[0] if ";" in p else "" for p in ids],
         values=[tree[p] for p in ids], branchvalues="total",
         tiling={"orientation": "v", "flip": "y"}, maxdepth=12,
         marker=({"colors": [colors[p] for p in ids],
-                 "colorscale": "RdBu_r", "cmid": 0, "showscale": True,
+                 "colorscale": "RdBu_r", "cmin": -span, "cmax": span, "showscale": True,
                  "colorbar": {"title": "Δ per unit"}} if colors is not None else {}),
         hovertemplate=hover, root={"color": "lightgrey"},
     ))

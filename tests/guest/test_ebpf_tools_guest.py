@@ -84,8 +84,10 @@ def test_ukva_kmaps_left_per_fork_are_cow_fork_child_side_and_new_pte_pages() ->
     rows = {r["config"]: r for r in _stacks("built-highpte,ukva", procs=200)}
     base, ukva = _per_kind(rows["built-highpte"]), _per_kind(rows["ukva"])
     print(json.dumps({"built-highpte": base, "ukva": ukva}, indent=1))
-    assert set(ukva) <= {"cow copy", "fork page-table copy", "zeroing a new PTE page"}, ukva
-    assert all(v > 0 for v in ukva.values()) and len(ukva) == 3
+    named = ("cow copy", "fork page-table copy", "zeroing a new PTE page")
+    assert all(ukva.get(k, 0) > 0.5 for k in named), ukva
+    # anything else (an exec's page copies) is noise next to them
+    assert sum(v for k, v in ukva.items() if k not in named) < 0.01 * rows["ukva"]["per_unit"]
     # faults no longer kmap the current mm's PTE pages; fork maps only the child's side
     assert "fault maps a PTE page" in base
     ratio = ukva["fork page-table copy"] / base["fork page-table copy"]
