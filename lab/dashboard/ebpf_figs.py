@@ -107,6 +107,7 @@ def latency_section(records: list[dict[str, Any]], sfx: str,
     fig.update_layout(
         title=f"{rows[0]['function']} duration (log2 buckets, guest time) per "
               f"{rows[0]['unit']}{sfx}<br><sup>{note}</sup>",
-        barmode="group", height=460, xaxis_title="duration", yaxis_title=f"calls per "
+        barmode="group", height=460, xaxis_title="duration", yaxis_type="log",
+        yaxis_title=f"calls per "
         f"{rows[0]['unit']}", margin={"t": 90})
     return plot(fig)
