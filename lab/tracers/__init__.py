@@ -209,7 +209,8 @@ AUTO = "auto"
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("ftrace", "real guest", _lazy(".ftrace"), simulated=False, needs_guest=True),
     Backend("ebpf", "real guest, BPF programs loaded by libbpf", _lazy(".ebpf"),
-            simulated=False, needs_guest=True),
+            simulated=False, needs_guest=True,
+            preflight=_lazy_attr(".ebpf_build", "preflight")),
     Backend("sim", "model fitted to real runs, labelled SIMULATED", _lazy(".sim"),
             simulated=True, needs_guest=False, timing="modelled",
             provenance=_lazy_attr(".sim", "provenance"),

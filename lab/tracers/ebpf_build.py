@@ -17,7 +17,7 @@ from ..errors import LabError
 
 __all__ = [
     "BPF_SOURCE", "LOADER_SOURCE", "LOADER_LIBS", "BPF_OBJECT", "LOADER", "PIN_DIR",
-    "require_toolchain", "clang_version", "compile_bpf", "key_material",
+    "require_toolchain", "clang_version", "compile_bpf", "key_material", "preflight",
 ]
 
 BPF_DIR = Path(__file__).with_name("bpf")
@@ -48,6 +48,11 @@ def require_toolchain() -> str:
         raise LabError(f"the ebpf backend needs {', '.join(missing)}: run ./setup.sh "
                        f"(or apt-get install {' '.join(missing)})")
     return "clang"
+
+
+def preflight(configs: list[str], workloads: list[str]) -> None:
+    """The registry's preflight: a missing package is named before a run directory exists."""
+    require_toolchain()
 
 
 def clang_version(clang: str = "clang") -> str:

@@ -196,3 +196,17 @@ def test_backends_without_options_refuse_them() -> None:
         with pytest.raises(UsageError, match="use --backend ebpf"):
             with get_backend(name).open(ctx):
                 pass
+
+
+def test_a_missing_package_fails_the_trace_before_any_run_exists(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lab.cli import app
+
+    monkeypatch.setattr(ebpf_build, "_NEEDED", (("/nonexistent/libelf.a", "libelf-dev:i386"),))
+    res = CliRunner().invoke(app, ["trace", "--backend", "ebpf", "--config", "highpte",
+                                   "--repeat", "1"])
+    assert res.exit_code == 1
+    assert "the ebpf backend needs libelf-dev:i386: run ./setup.sh" in res.output
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
