@@ -35,6 +35,7 @@ __all__ = [
     "compile_program",
     "content_key",
     "workload_program",
+    "agent_program",
 ]
 
 #: Bump when the image layout changes without any input file changing.
@@ -96,6 +97,12 @@ class Program:
         return b"\0".join(parts)
 
 
+def agent_program() -> Program:
+    """The guest agent: its line protocol (lab-agent.c) and its BPF map reader."""
+    guest = vm_dir() / "guest"
+    return Program((guest / "lab-agent.c", guest / "lab-agent-bpf.c"))
+
+
 def workload_program(name: str) -> Program:
     """The program for workload ``name``, as its spec describes it."""
     spec = load_workload(name)
@@ -135,7 +142,7 @@ class ImagePlan:
 
 
 def _programs(extras: tuple[str, ...] = ()) -> dict[str, Program]:
-    progs = {"sbin/lab-agent": Program((vm_dir() / "guest" / "lab-agent.c",)),
+    progs = {"sbin/lab-agent": agent_program(),
              # tries user-mode access to kernel addresses (the UKVA window's safety test)
              "sbin/lab-peek": Program((vm_dir() / "guest" / "lab-peek.c",))}
     for name in list_workloads():

@@ -15,11 +15,10 @@
  * to what the counters count. Reply strings are bytes: each byte >= 0x80 or < 0x20 is sent
  * as \u00XX, so the host decodes with latin-1 and gets the exact bytes back.
  *
- * A snapshot path "bpf:PIN" reads the BPF map pinned at PIN (the ebpf backend's counters)
- * with the bpf() syscall, also in-process: one "KEY VALUE" line per entry, KEY in hex bytes;
- * VALUE in decimal for 8-byte values (summed over CPUs for per-CPU maps), else in hex bytes.
+ * A snapshot path "bpf:PIN" reads the BPF map pinned at PIN (the ebpf backend's counters),
+ * also in-process: see lab-agent-bpf.c.
  *
- * Build: gcc -m32 -static -O2 -Wall -o lab-agent lab-agent.c
+ * Build: gcc -m32 -static -O2 -Wall -o lab-agent lab-agent.c lab-agent-bpf.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,14 +34,14 @@
 #include <sys/random.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/bpf.h>
 #include <linux/random.h>
+
+#include "lab-agent-bpf.h"
 
 #define MAX_LINE (4 << 20)
 #define MAX_CAPTURE (32 << 20)
@@ -231,107 +230,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static long sys_bpf(int cmd, union bpf_attr *attr)
-{
-	return syscall(SYS_bpf, cmd, attr, sizeof(*attr));
-}
-
-/* The number of possible CPUs: a per-CPU map's value holds one slot for each. */
-static int possible_cpus(void)
-{
-	int lo = 0, hi = 0, fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
-	char s[64] = "";
-
-	if (fd >= 0) {
-		if (read(fd, s, sizeof(s) - 1) < 0)
-			s[0] = 0;
-		close(fd);
-	}
-	if (sscanf(s, "%d-%d", &lo, &hi) < 2)
-		hi = lo;
-	return hi + 1;
-}
-
-static void put_hex(struct buf *b, const unsigned char *p, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		char e[2] = { hex[p[i] >> 4], hex[p[i] & 15] };
-
-		buf_put(b, e, 2);
-	}
-}
-
-/* Every entry of the map pinned at ``pin``, as text; NULL with errno set on failure. */
-static char *slurp_bpf_map(const char *pin, size_t *len)
-{
-	struct bpf_map_info info;
-	union bpf_attr a;
-	struct buf b = { 0 };
-	unsigned char key[64], next[64], *val;
-	size_t vlen;
-	int fd, ncpu, percpu, first = 1, i;
-
-	memset(&a, 0, sizeof(a));
-	a.pathname = (uintptr_t)pin;
-	fd = (int)sys_bpf(BPF_OBJ_GET, &a);
-	if (fd < 0)
-		return NULL;
-	memset(&info, 0, sizeof(info));
-	memset(&a, 0, sizeof(a));
-	a.info.bpf_fd = (__u32)fd;
-	a.info.info_len = sizeof(info);
-	a.info.info = (uintptr_t)&info;
-	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) || info.key_size > sizeof(key)) {
-		close(fd);
-		errno = EINVAL;
-		return NULL;
-	}
-	percpu = info.type == BPF_MAP_TYPE_PERCPU_ARRAY || info.type == BPF_MAP_TYPE_PERCPU_HASH;
-	ncpu = percpu ? possible_cpus() : 1;
-	vlen = percpu ? ((info.value_size + 7) & ~7u) * (size_t)ncpu : info.value_size;
-	val = calloc(1, vlen);
-	if (!val)
-		_exit(111);
-	buf_put(&b, "", 0);
-	for (;;) {
-		memset(&a, 0, sizeof(a));
-		a.map_fd = (__u32)fd;
-		a.key = first ? 0 : (uintptr_t)key;
-		a.next_key = (uintptr_t)next;
-		if (sys_bpf(BPF_MAP_GET_NEXT_KEY, &a))
-			break;
-		first = 0;
-		memcpy(key, next, info.key_size);
-		memset(&a, 0, sizeof(a));
-		a.map_fd = (__u32)fd;
-		a.key = (uintptr_t)key;
-		a.value = (uintptr_t)val;
-		if (sys_bpf(BPF_MAP_LOOKUP_ELEM, &a))
-			continue;	/* deleted since the key was listed */
-		put_hex(&b, key, info.key_size);
-		buf_put(&b, " ", 1);
-		if (info.value_size == 8) {
-			unsigned long long sum = 0, v;
-
-			for (i = 0; i < ncpu; i++) {
-				memcpy(&v, val + 8 * i, 8);
-				sum += v;
-			}
-			buf_printf(&b, "%llu", sum);
-		} else {
-			put_hex(&b, val, info.value_size);
-		}
-		buf_put(&b, "\n", 1);
-	}
-	free(val);
-	close(fd);
-	*len = b.len;
-	return b.p;
 }
 
 /* Read a whole (proc/tracefs) file; NULL with errno set when it cannot be opened. */
