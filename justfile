@@ -45,8 +45,8 @@ bench-boot runs="5":
     python3 benchmarks/bench_boot.py --runs {{runs}}
 
 # tracer overhead: forkstorm guest time with and without probes, under --icount
-bench-trace procs="1000" repeat="3":
-    python3 benchmarks/bench_trace_overhead.py --procs {{procs}} --repeat {{repeat}}
+bench-trace procs="1000" repeat="3" backend="ftrace,ebpf":
+    python3 benchmarks/bench_trace_overhead.py --procs {{procs}} --repeat {{repeat}} --backend {{backend}}
 
 # SMP evidence: 2-vCPU real-time boots, each with probe attach/forkstorm/detach cycles; counts soft lockups (thread=single|multi)
 smp-evidence boots="20" cycles="10" thread="single":

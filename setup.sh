@@ -16,6 +16,8 @@ PACKAGES=(
   git ca-certificates
   chromium               # the dashboard test renders it in headless Chromium
   flex bison bc libelf-dev libssl-dev ccache make xz-utils   # kernel builds from linux-source-6.1
+  clang llvm             # the ebpf backend's BPF programs (clang -target bpf; llvm-objdump)
+  libbpf-dev:i386 libelf-dev:i386 zlib1g-dev:i386   # its static i386 loader (gcc -m32 -static -lbpf -lelf -lz)
 )
 
 if ! dpkg --print-foreign-architectures | grep -qx i386; then

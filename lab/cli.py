@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import bundle, dashboards, guest, kernel, measure, reports, results, sim
+from .commands import bundle, dashboards, ebpf_tools, guest, kernel, measure, reports, results, sim
 from .costmodel import cli as costmodel_cli
 
 __all__ = ["app", "main"]
@@ -36,6 +36,8 @@ app.command("dashboard")(dashboards.dashboard)
 app.command("report")(reports.report)
 app.command("study")(measure.study)
 app.command("profile")(measure.profile)
+app.command("stacks")(ebpf_tools.stacks)
+app.command("latency")(ebpf_tools.latency)
 app.add_typer(sim.app, name="sim")
 app.add_typer(costmodel_cli.app, name="cost-model",
               help="Machine models for the cost plugin's counts: list them with their sources.")

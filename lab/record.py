@@ -9,8 +9,10 @@ One record (schema 1) has these keys:
   unit, units, counts{name: int}, absent{name: why}, meminfo_before{k: kB},
   meminfo_after{k: kB}, vmstat_delta{k: int}, report{...}, guest_elapsed_ns,
   probed_elapsed_ns, probe_overhead, host{...}, recorded_at
-and optionally console_events[{kind, text}] and extrapolated[why] (a simulated repeat
-outside the sim model's fitted range). Counts are raw totals over the repeat; divide by
+and optionally console_events[{kind, text}], extrapolated[why] (a simulated repeat
+outside the sim model's fitted range), and from the ebpf backend ebpf{jit_enable, jited},
+stacks{probe, lost, folded{"outer;...;probed": hits}} and latency{function, unit, lost,
+log2_hist{slot: count}}. Counts are raw totals over the repeat; divide by
 ``units`` for per-unit figures. guest_elapsed_ns comes from a run of the same workload with the
 probes detached (ftrace backend): probes cost time, and more of it where they fire more.
 probed_elapsed_ns is the counted run's own time; probe_overhead = probed / clean.
@@ -73,6 +75,11 @@ def build_record(
     # A model asked outside what it was fitted on (the sim backend): why, one phrase each.
     if meas.extra.get("extrapolated"):
         rec["extrapolated"] = list(meas.extra["extrapolated"])
+    # The ebpf backend: whether its programs ran JIT-compiled, and the probed run's folded
+    # stacks and latency histogram when the run asked for them.
+    for key in ("ebpf", "stacks", "latency"):
+        if meas.extra.get(key):
+            rec[key] = meas.extra[key]
     return rec
 
 

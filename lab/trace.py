@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ class Matrix:
     backend: str  # a registered backend (auto already resolved), or "profile"
     probes: list[ProbeSpec]
     boot: BootOptions
+    #: backend-specific options (ebpf: {"stack": SYMBOL} or {"latency": FUNCTION})
+    backend_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def timing(self) -> str:
@@ -188,8 +190,10 @@ def _open_session(m: Matrix, cfg: GuestConfig,
     """The matrix's backend, from the registry, opened on ``cfg``."""
     ctx = SessionContext(
         config=cfg, timing=m.timing,
-        boot_guest=lambda: booted_guest(cfg, m.boot, m.timing, run),
+        boot_guest=lambda extras=(): booted_guest(
+            cfg, replace(m.boot, image_extras=tuple(extras)), m.timing, run),
         set_meta=lambda meta: _set_config_meta(run, cfg.name, meta), mem_mib=m.boot.mem_mib,
+        options=dict(m.backend_options),
     )
     return get_backend(m.backend).open(ctx)
 
@@ -224,6 +228,7 @@ def start_run(m: Matrix, name: str, extra: dict[str, Any] | None = None,
         "cells": [{"workload": c.workload.name, "params": c.params, "repeat": c.repeat}
                   for c in m.cells],
         "backend": m.backend,
+        **({"backend_options": dict(m.backend_options)} if m.backend_options else {}),
         "simulated": m.simulated,
         "timing": m.timing,
         "config_names": [c.name for c in m.configs],

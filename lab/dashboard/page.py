@@ -19,6 +19,7 @@ from ..report import build_report
 from ..results import RunDir
 from .answer import answer_section
 from .charts import COLORS, taskpile_figure, workload_figure, wrap
+from .ebpf_figs import latency_section, stacks_section
 from .fmt import KEY_COUNTERS, SIMULATED_SUFFIX, config_labels, esc, param_tags, params_text
 from .provenance import provenance_table, split_origins
 from .tables import gap_section, headline_table, profile_section, slopes_table
@@ -134,6 +135,12 @@ def render_dashboard(runs: list[RunDir], out: Path, baseline: str | None = None,
         sections.append(("taskpile", "taskpile: lowmem curve",
                          pile[1] + slopes_table(report.get("taskpile_slopes", {}))
                          + plot(pile[0]), 2))
+    flames = stacks_section(records, sfx, plot)
+    if flames:
+        sections.append(("stacks", "Call stacks (ebpf)", flames, 2))
+    lat = latency_section(records, sfx, plot)
+    if lat:
+        sections.append(("latency", "Latency (ebpf)", lat, 2))
     gap_html = gap_section(report["gap"]) if "gap" in report else ""
     if gap_html:  # a summary of the workload sections: before their headline, not among them
         gap_html = f'<h2 id="gap">Gap recovered</h2>{gap_html}'

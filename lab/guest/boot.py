@@ -36,6 +36,8 @@ class BootOptions:
     #: a machine model in lab/costmodel/models (issue 12): loads the counting plugin, implies
     #: icount
     cost_model: str | None = None
+    #: optional image parts a tracer backend needs ("ebpf": its BPF object and loader)
+    image_extras: tuple[str, ...] = ()
 
 
 @dataclass
@@ -73,7 +75,7 @@ def plan_boot(config: GuestConfig, opts: BootOptions, instance: Instance) -> Boo
     provider = provider_for(desc)
     kernel_actions = provider.plan(desc)
     bzimage = provider.bzimage_path(desc)
-    image = plan_image()
+    image = plan_image(opts.image_extras)
     cmdline = kernel_cmdline([*defaults.cmdline, *config.cmdline, *opts.append])
     qver = qemu_version(defaults.qemu)
     accel = accel_mod.requested_accel(opts.accel, opts.icount)

@@ -35,6 +35,7 @@ __all__ = [
     "compile_program",
     "content_key",
     "workload_program",
+    "agent_program",
 ]
 
 #: Bump when the image layout changes without any input file changing.
@@ -76,6 +77,8 @@ class Program:
 
     sources: tuple[Path, ...]
     params_header: str | None = None
+    #: libraries linked after the sources (the eBPF loader's libbpf)
+    libs: tuple[str, ...] = ()
 
     @property
     def headers(self) -> tuple[Path, ...]:
@@ -89,7 +92,15 @@ class Program:
         parts = [f"{f.name}\0".encode() + f.read_bytes() for f in (*self.sources, *self.headers)]
         if self.params_header is not None:
             parts.append(f"{PARAMS_HEADER}\0{self.params_header}".encode())
+        if self.libs:
+            parts.append(" ".join(self.libs).encode())
         return b"\0".join(parts)
+
+
+def agent_program() -> Program:
+    """The guest agent: its line protocol (lab-agent.c) and its BPF map reader."""
+    guest = vm_dir() / "guest"
+    return Program((guest / "lab-agent.c", guest / "lab-agent-bpf.c"))
 
 
 def workload_program(name: str) -> Program:
@@ -108,6 +119,8 @@ class ImagePlan:
     programs: dict[str, Program]  # guest path -> what it is built from
     init: Path
     compiler: str
+    #: optional parts a backend asked for ("ebpf": the BPF object and its loader)
+    extras: tuple[str, ...] = ()
 
     @property
     def cached(self) -> bool:
@@ -117,6 +130,8 @@ class ImagePlan:
         if self.cached:
             return [f"image: initramfs {self.key[:16]} (cached in {self.path})"]
         lines = [f"image: download {self.busybox.spec} ({self.busybox.size / 1e6:.1f} MB)"]
+        if "ebpf" in self.extras:
+            lines.append("image: build lib/lab/lab.bpf.o (clang -target bpf)")
         lines += [
             f"image: build {g} from "
             f"{' '.join(str(s.relative_to(repo_root())) for s in p.sources)}"
@@ -126,26 +141,42 @@ class ImagePlan:
         return lines + [f"image: write {self.path}"]
 
 
-def _programs() -> dict[str, Program]:
-    progs = {"sbin/lab-agent": Program((vm_dir() / "guest" / "lab-agent.c",)),
+def _programs(extras: tuple[str, ...] = ()) -> dict[str, Program]:
+    progs = {"sbin/lab-agent": agent_program(),
              # tries user-mode access to kernel addresses (the UKVA window's safety test)
              "sbin/lab-peek": Program((vm_dir() / "guest" / "lab-peek.c",))}
     for name in list_workloads():
         progs[f"workloads/{name}"] = workload_program(name)
+    if "ebpf" in extras:
+        from ..tracers import ebpf_build
+
+        progs[ebpf_build.LOADER] = Program((ebpf_build.LOADER_SOURCE,),
+                                           libs=ebpf_build.LOADER_LIBS)
     return progs
 
 
-def plan_image() -> ImagePlan:
-    """Resolve the image's inputs and its content key (nothing is built)."""
+def plan_image(extras: tuple[str, ...] = ()) -> ImagePlan:
+    """Resolve the image's inputs and its content key (nothing is built).
+
+    ``extras``: optional parts ("ebpf"), each checked for its host toolchain here, so a
+    missing package is named before anything boots."""
+    unknown = set(extras) - {"ebpf"}
+    if unknown:
+        raise LabError(f"unknown image extras: {', '.join(sorted(unknown))}")
     gcc = require_gcc_m32()
     compiler = subprocess.run([gcc, "--version"], capture_output=True, text=True).stdout
     compiler = compiler.splitlines()[0] if compiler else "gcc"
     busybox = resolve_package("busybox-static", "i386")
     init = vm_dir() / "guest" / "init"
-    programs = _programs()
+    programs = _programs(extras)
     key = content_key(compiler, busybox.sha256, init, programs)
+    if "ebpf" in extras:
+        from ..tracers import ebpf_build
+
+        ebpf_build.require_toolchain()
+        key = hashlib.sha256(key.encode() + ebpf_build.key_material()).hexdigest()
     path = cache_dir() / "images" / f"initramfs-{key[:16]}.cpio.gz"
-    return ImagePlan(key, path, busybox, programs, init, compiler)
+    return ImagePlan(key, path, busybox, programs, init, compiler, tuple(extras))
 
 
 def content_key(compiler: str, busybox_sha256: str, init: Path,
@@ -176,7 +207,7 @@ def compile_program(
             include = ["-I", gen]
         proc = subprocess.run(
             [gcc, *(CFLAGS if cflags is None else cflags), *include, "-o", str(out),
-             *(str(s) for s in prog.sources)],
+             *(str(s) for s in prog.sources), *prog.libs],
             capture_output=True,
             text=True,
         )
@@ -209,6 +240,13 @@ def ensure_image(plan: ImagePlan) -> Path:
                 out = Path(tmp) / Path(guest_path).name
                 compile_program(prog, out)
                 entries.append(CpioEntry(guest_path, 0o100755, out.read_bytes()))
+            if "ebpf" in plan.extras:
+                from ..tracers import ebpf_build
+
+                obj = Path(tmp) / "lab.bpf.o"
+                ebpf_build.compile_bpf(obj)
+                entries += [CpioEntry("lib", 0o040755), CpioEntry("lib/lab", 0o040755),
+                            CpioEntry(ebpf_build.BPF_OBJECT, 0o100644, obj.read_bytes())]
             blob = gzip.compress(newc_archive(entries), compresslevel=6, mtime=0)
             tmp_out = Path(tmp) / "image"
             tmp_out.write_bytes(blob)

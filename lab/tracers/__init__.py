@@ -44,6 +44,7 @@ __all__ = [
     "load_probe_set",
     "DEFAULT_PROBE_SET",
     "INLINE_HINTS",
+    "refuse_options",
 ]
 
 DEFAULT_PROBE_SET = Path(__file__).with_name("probes.toml")
@@ -135,20 +136,32 @@ class TraceSession(Protocol):
 class SessionContext:
     """What the driver gives a backend to open one configuration's session.
 
-    ``boot_guest()`` boots the configuration (console and boot facts go into the run) and powers
-    it off on exit; ``set_meta`` records facts about the configuration in the run's manifest.
+    ``boot_guest(extras=())`` boots the configuration (console and boot facts go into the run)
+    and powers it off on exit; ``extras`` names optional image parts the backend needs
+    ("ebpf": its BPF object and loader in the initramfs); ``set_meta`` records facts about the
+    configuration in the run's manifest.
     """
 
     config: GuestConfig
     timing: str
-    boot_guest: Callable[[], AbstractContextManager[Guest]]
+    boot_guest: Callable[..., AbstractContextManager[Guest]]
     set_meta: Callable[[dict[str, Any]], None]
     #: The guest RAM asked for (MiB): a model answers for a guest of this size.
     mem_mib: int | None = None
+    #: Backend-specific options (ebpf: "stack" = a symbol to collect kernel stacks for,
+    #: "latency" = a function to time); a backend ignores none silently: see its opener.
+    options: dict[str, str] = field(default_factory=dict)
 
 
 #: Opens a session for one configuration; the session is valid inside the ``with``.
 Opener = Callable[[SessionContext], AbstractContextManager[TraceSession]]
+
+
+def refuse_options(ctx: SessionContext, backend: str) -> None:
+    """A backend without options says so rather than ignoring one (stacks asked of ftrace)."""
+    if ctx.options:
+        raise UsageError(f"the {backend} backend takes no {', '.join(sorted(ctx.options))} "
+                         "option: use --backend ebpf")
 
 
 def _lazy_attr(module: str, name: str) -> Callable[..., Any]:
@@ -195,6 +208,9 @@ AUTO = "auto"
 #: The registry: name -> backend, in the order --help lists them.
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("ftrace", "real guest", _lazy(".ftrace"), simulated=False, needs_guest=True),
+    Backend("ebpf", "real guest, BPF programs loaded by libbpf", _lazy(".ebpf"),
+            simulated=False, needs_guest=True,
+            preflight=_lazy_attr(".ebpf_build", "preflight")),
     Backend("sim", "model fitted to real runs, labelled SIMULATED", _lazy(".sim"),
             simulated=True, needs_guest=False, timing="modelled",
             provenance=_lazy_attr(".sim", "provenance"),

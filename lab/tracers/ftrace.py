@@ -21,7 +21,7 @@ from ..errors import LabError
 from ..guest.agent import ExecResult
 from ..guest.vm import Guest
 from ..parsing import parse_meminfo, parse_vmstat
-from . import INLINE_HINTS, Attachment, Measurement, ProbeSpec, SessionContext
+from . import INLINE_HINTS, Attachment, Measurement, ProbeSpec, SessionContext, refuse_options
 
 __all__ = [
     "FtraceSession",
@@ -244,6 +244,7 @@ class _CostWindows:
 @contextmanager
 def open_session(ctx: SessionContext) -> Iterator[FtraceSession]:
     """The registry's opener: boot the configuration, count in it, power it off after."""
+    refuse_options(ctx, "ftrace")
     with ctx.boot_guest() as guest:
         yield FtraceSession(guest)
 
@@ -298,6 +299,15 @@ class FtraceSession:
         ]
         return [*paths, "/proc/meminfo", "/proc/vmstat"]
 
+    def counts(self, before: dict[str, str | None],
+               after: dict[str, str | None]) -> dict[str, int]:
+        """Per-probe counts over the probed run, from the snapshots around it."""
+        return counts_delta(self.probes, self.attachment.attached, before, after)
+
+    def extra_results(self, res: ExecResult) -> dict[str, object]:
+        """What else a backend took from the probed run (the ebpf backend's stacks)."""
+        return {}
+
     def _toggle(self, on: bool) -> None:
         script = toggle_script(self.probes, self.attachment.attached, on)
         res = self.guest.exec(["sh", "-c", script], timeout=120)
@@ -344,13 +354,14 @@ class FtraceSession:
         probed_ns = int(report.get("elapsed_ns", res.wall_ns))
         clean_ns = int(clean.get("elapsed_ns", 0))
         return Measurement(
-            counts=counts_delta(self.probes, self.attachment.attached, res.before, res.after),
+            counts=self.counts(res.before, res.after),
             meminfo_before=parse_meminfo(res.before.get("/proc/meminfo") or ""),
             meminfo_after=parse_meminfo(res.after.get("/proc/meminfo") or ""),
             vmstat_delta={k: v - vm_b.get(k, 0) for k, v in vm_a.items() if k.startswith("nr_tlb")},
             report=report,
             guest_elapsed_ns=clean_ns,
-            extra={"host": host, "agent_wall_ns": res.wall_ns, "probed_elapsed_ns": probed_ns,
+            extra={**self.extra_results(res),
+                   "host": host, "agent_wall_ns": res.wall_ns, "probed_elapsed_ns": probed_ns,
                    "clean_report": clean,
                    "probe_overhead": round(probed_ns / clean_ns, 4) if clean_ns else None,
                    **({"costmodel": {"model": self.guest.state["cost_model"],

@@ -45,7 +45,7 @@ from ..simmodel import (
 )
 from ..simmodel.fit import MEM_KEYS
 from ..workloads import load_workload
-from . import Attachment, Measurement, ProbeSpec, SessionContext, load_probe_set
+from . import Attachment, Measurement, ProbeSpec, SessionContext, load_probe_set, refuse_options
 
 __all__ = ["SimSession", "open_session", "provenance", "preflight"]
 
@@ -84,6 +84,7 @@ def _require_configs(model: dict[str, Any], configs: list[str]) -> None:
 def open_session(ctx: SessionContext) -> Iterator[SimSession]:
     """The registry's opener: no guest; the configuration's facts, the model's provenance and
     any extrapolation go into the manifest."""
+    refuse_options(ctx, "sim")
     cfg = ctx.config
     session = SimSession(cfg.name, mem_mib=ctx.mem_mib,
                          on_extrapolated=lambda why: ctx.set_meta({"extrapolated": why}))

@@ -29,9 +29,8 @@ import pytest
 
 from lab.errors import LabError
 from lab.guest.agent import AgentClient, AgentUnavailable
-from lab.guest.image import Program, compile_program
+from lab.guest.image import agent_program, compile_program
 from lab.parsing import parse_meminfo
-from lab.paths import vm_dir
 
 REQUEST = re.compile(rb"(\d+) (ping|run|poweroff) ([A-Za-z0-9+/]+=*)\n")
 
@@ -314,7 +313,7 @@ def real_agent(sockdir: Path, tmp_path: Path) -> Iterator[Path]:
     """vm/guest/lab-agent.c built as the image builds it, serving on a pty whose master is
     bridged to a Unix socket. The bridge drops any poweroff: the agent would call reboot()."""
     binary = tmp_path / "lab-agent"
-    compile_program(Program((vm_dir() / "guest" / "lab-agent.c",)), binary)
+    compile_program(agent_program(), binary)
     master, slave = pty.openpty()
     tty.setraw(slave)
     proc = subprocess.Popen([str(binary), os.ttyname(slave)], stderr=subprocess.PIPE,

@@ -15,7 +15,10 @@
  * to what the counters count. Reply strings are bytes: each byte >= 0x80 or < 0x20 is sent
  * as \u00XX, so the host decodes with latin-1 and gets the exact bytes back.
  *
- * Build: gcc -m32 -static -O2 -Wall -o lab-agent lab-agent.c
+ * A snapshot path "bpf:PIN" reads the BPF map pinned at PIN (the ebpf backend's counters),
+ * also in-process: see lab-agent-bpf.c.
+ *
+ * Build: gcc -m32 -static -O2 -Wall -o lab-agent lab-agent.c lab-agent-bpf.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/random.h>
+
+#include "lab-agent-bpf.h"
 
 #define MAX_LINE (4 << 20)
 #define MAX_CAPTURE (32 << 20)
@@ -232,8 +237,11 @@ static char *slurp(const char *path, size_t *len)
 {
 	struct buf b = { 0 };
 	char tmp[8192];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd;
 
+	if (!strncmp(path, "bpf:", 4))
+		return slurp_bpf_map(path + 4, len);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
 	for (;;) {
