@@ -16,7 +16,11 @@ PACKAGES=(
   git ca-certificates
   chromium               # the dashboard test renders it in headless Chromium
   flex bison bc libelf-dev libssl-dev ccache make xz-utils   # kernel builds from linux-source-6.1
+  debootstrap            # the docker tests build the image's debian:bookworm base without a registry
 )
+# docker for the image tests (tests/docker); Debian's docker.io, unless a docker engine is
+# already installed (docker-ce conflicts with docker.io: apt would remove it)
+if ! command -v dockerd >/dev/null; then PACKAGES+=(docker.io); fi
 
 if ! dpkg --print-foreign-architectures | grep -qx i386; then
   echo "setup: adding the i386 architecture to dpkg (32-bit guest packages)"
