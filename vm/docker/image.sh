@@ -58,5 +58,6 @@ fi
 docker image ls --format '{{.Repository}}:{{.Tag}}' "$NAME" | grep -vx -e "$NAME:$key" -e "$NAME:latest" \
   | xargs -r docker rmi >/dev/null || true
 size=$(docker image inspect -f '{{.Size}}' "$NAME:$key" | awk '{printf "%.0f MB", $1/1e6}')
+rm -f "$log"
 echo "image: built $NAME:$key in $(( $(date +%s) - start )) s, $size"
 echo "$NAME:$key"
