@@ -26,10 +26,15 @@ publish name:
 report name:
     lab report analysis/{{name}}/
 
-# every test: fast host tests, then the tests that boot the real guest
+# every test: fast host tests, the tests that boot the real guest, then the Docker image's
 test:
     pytest -q tests/host
     pytest -q tests/guest
+    pytest -q tests/docker
+
+# build the ukva-lab Docker image unless the one for these files exists (tags ukva-lab, ukva-lab:KEY)
+image:
+    vm/docker/image.sh
 
 # only the fast host tests (no QEMU)
 test-host:

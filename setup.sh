@@ -18,7 +18,11 @@ PACKAGES=(
   flex bison bc libelf-dev libssl-dev ccache make xz-utils   # kernel builds from linux-source-6.1
   clang llvm             # the ebpf backend's BPF programs (clang -target bpf; llvm-objdump)
   libbpf-dev:i386 libelf-dev:i386 zlib1g-dev:i386   # its static i386 loader (gcc -m32 -static -lbpf -lelf -lz)
+  debootstrap            # the docker tests build the image's debian:bookworm base without a registry
 )
+# docker for the image tests (tests/docker); Debian's docker.io, unless a docker engine is
+# already installed (docker-ce conflicts with docker.io: apt would remove it)
+if ! command -v dockerd >/dev/null; then PACKAGES+=(docker.io); fi
 
 if ! dpkg --print-foreign-architectures | grep -qx i386; then
   echo "setup: adding the i386 architecture to dpkg (32-bit guest packages)"
