@@ -101,18 +101,24 @@ def study(
     new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
     publish: Annotated[bool, typer.Option("--publish", help="Then export the run as the study folder's bundle and regenerate its REPORT.md, README.md and the README block (lab report FOLDER).")] = False,
     readme: Annotated[Path | None, typer.Option(help="With --publish: the README whose block to rewrite (default: the repository's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Run on a local Dask cluster of N worker processes, one guest each; one boot per (configuration, cell).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Run on an existing Dask cluster, e.g. tcp://head:8786 (workers started with --resources guest=1; README).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration.
+    """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration
+    (with --workers/--scheduler: one per configuration and cell, spread over Dask workers).
 
     Re-running an interrupted study resumes it: finished cells are skipped, nothing is lost.
     """
+    from contextlib import ExitStack
     from dataclasses import replace
 
+    from ..cluster import check_options
     from ..notebook import study_folder
     from ..study import find_resumable, load_plan
     from ..trace import choose_backend, preflight, run_matrix, start_run
 
+    check_options(workers, scheduler)
     plan = load_plan(plan_file, backend)
     folder = study_folder(plan.path)
     if publish and folder is None:
@@ -126,6 +132,12 @@ def study(
         raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
                          "publishes only numbers measured on a guest kernel")
     preflight(m)
+    stack = ExitStack()
+    client = None
+    if workers is not None or scheduler is not None:  # the cluster first: no run dir if it fails
+        from ..cluster import dask_client
+
+        client = stack.enter_context(dask_client(workers, scheduler))
     run = None if new else find_resumable(plan)
     if run is None:
         run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
@@ -134,8 +146,16 @@ def study(
                                        **({"gap": list(plan.gap)} if plan.gap else {})})
     else:
         ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
-    with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
-        run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
+    with stack, ui.overall(m.total_repeats, f"study {plan.name}") as bar:
+        if client is None:
+            run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
+        else:
+            from ..cluster import run_matrix_dask
+
+            run.update_manifest(cluster={"workers": workers} if workers else
+                                {"scheduler": scheduler}, unit="configuration × cell")
+            run_matrix_dask(m, run, client, on_record=lambda _r: bar.advance(),
+                            on_skip=bar.advance)
     if json_out:
         print_json(jsonable(show_data(run.run_id)))
     else:
