@@ -136,9 +136,10 @@ def measure_unit(unit: Unit) -> UnitResult:
 
     t0 = time.monotonic()
     result = UnitResult(unit, worker=host_facts())
-    if unit.lab_commit != git_commit():
+    mine = git_commit()
+    if _commit(unit.lab_commit) != _commit(mine):
         result.error = ("UsageError", f"the worker on {result.worker['hostname']} runs lab "
-                        f"commit {git_commit()}, the study {unit.lab_commit}: install the same "
+                        f"commit {mine}, the study {unit.lab_commit}: install the same "
                         "commit on every worker")
         return result
     # The step lines go to the host with the result instead of a worker's stderr.
@@ -159,3 +160,9 @@ def measure_unit(unit: Unit) -> UnitResult:
         result.log = out.getvalue() if isinstance(out, io.StringIO) else ""
         result.seconds = round(time.monotonic() - t0, 1)
     return result
+
+
+def _commit(described: str | None) -> str | None:
+    """The commit alone: uncommitted edits ("-dirty") are not compared, or editing the
+    checkout while a local study runs would stop it."""
+    return described.removesuffix("-dirty") if described else None
