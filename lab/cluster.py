@@ -30,13 +30,13 @@ from .errors import GuestLostError, LabError, UsageError
 from .results import RunDir
 from .trace import (
     Matrix,
-    get_backend,
     git_commit,
     note_reboot,
     record_key,
     recorded_keys,
     run_status,
 )
+from .tracers import get_backend
 from .units import Unit, UnitResult, fresh_records, measure_unit, plan_units
 
 if TYPE_CHECKING:
@@ -156,15 +156,19 @@ def run_matrix_dask(
     client: Client,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_skip: Callable[[int], None] | None = None,
+    check_commit: bool = True,
 ) -> RunDir:
     """Measure every (configuration, cell, repeat) not yet in ``run`` on ``client``'s cluster,
-    one boot per unit, appending records here as units finish."""
+    one boot per unit, appending records here as units finish. ``check_commit``: workers
+    refuse a unit unless their lab checkout is at this one's commit."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
     done = recorded_keys(run)
     get_backend(m.backend)
-    units = plan_units(m, done, run.run_id, git_commit())
+    # Workers elsewhere must run the host's commit; a LocalCluster's share its checkout (and
+    # a commit made while the study runs must not stop it).
+    units = plan_units(m, done, run.run_id, git_commit() if check_commit else None)
     skipped = m.total_repeats - sum(len(u.repeats) for u in units)
     if skipped and on_skip:
         on_skip(skipped)

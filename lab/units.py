@@ -42,6 +42,7 @@ class Unit:
     probes: tuple[ProbeSpec, ...]
     boot: BootOptions
     lab_commit: str | None    # the host's checkout: a worker on another commit refuses
+                              # (None: not checked, a LocalCluster shares the checkout)
     attempt: int = 1          # 2: the soft-lockup safety net's second boot
 
     @property
@@ -136,7 +137,7 @@ def measure_unit(unit: Unit) -> UnitResult:
 
     t0 = time.monotonic()
     result = UnitResult(unit, worker=host_facts())
-    mine = git_commit()
+    mine = git_commit() if unit.lab_commit is not None else None
     if _commit(unit.lab_commit) != _commit(mine):
         result.error = ("UsageError", f"the worker on {result.worker['hostname']} runs lab "
                         f"commit {mine}, the study {unit.lab_commit}: install the same "

@@ -155,7 +155,7 @@ def study(
             run.update_manifest(cluster={"workers": workers} if workers else
                                 {"scheduler": scheduler}, unit="configuration × cell")
             run_matrix_dask(m, run, client, on_record=lambda _r: bar.advance(),
-                            on_skip=bar.advance)
+                            on_skip=bar.advance, check_commit=scheduler is not None)
     if json_out:
         print_json(jsonable(show_data(run.run_id)))
     else:
