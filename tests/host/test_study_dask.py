@@ -135,3 +135,64 @@ def test_sim_study_on_two_local_workers_matches_one_worker() -> None:
                 for r in rs}
 
     assert counts(again.records()) == counts(recs)
+
+
+def _fake_guest(lockups: int):  # type: ignore[no-untyped-def]
+    """A measure_unit whose forkstorm guest has a soft lockup after its first repeat, in its
+    first ``lockups`` boots: the host's safety net is the subject, not the guest."""
+
+    def measure(unit: Unit) -> UnitResult:
+        res = UnitResult(unit, worker={"hostname": "fake"})
+        for i in unit.repeats:
+            res.records.append({"config": unit.config, "workload": unit.workload,
+                                "params": unit.params, "repeat": i, "attempt": unit.attempt})
+            if unit.workload == "forkstorm" and unit.attempt <= lockups:
+                res.error = ("GuestLostError", "soft-lockup: CPU#0 stuck for 22s!")
+                break
+        return res
+
+    return measure
+
+
+@pytest.fixture
+def thread_client():  # type: ignore[no-untyped-def]
+    """A real in-process LocalCluster (threads): a monkeypatched measure_unit reaches it."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      resources={"guest": 1}, dashboard_address=":0") as c, Client(c) as client:
+        yield client
+
+
+def test_a_soft_lockup_boots_the_unit_again_once(tmp_path: Path, thread_client,  # type: ignore[no-untyped-def]
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.trace import start_run
+
+    monkeypatch.setattr(cluster, "measure_unit", _fake_guest(lockups=1))
+    m = load_plan(PLAN, "sim").matrix
+    run = start_run(m, "t", results_root=tmp_path)
+    cluster.run_matrix_dask(m, run, thread_client, check_commit=False)
+    recs = run.records()
+    keys = [(r["config"], r["workload"], r["repeat"]) for r in recs]
+    assert len(keys) == 8 and len(set(keys)) == 8
+    assert {(r["config"], r["repeat"], r["attempt"]) for r in recs
+            if r["workload"] == "forkstorm"} == {(c, i, i + 1) for c in ("highpte", "lowpte")
+                                                 for i in (0, 1)}
+    man = run.manifest()
+    assert man["status"] == "complete"
+    assert man["configs"]["highpte"]["reboots"] == ["soft-lockup: CPU#0 stuck for 22s!"]
+
+
+def test_a_second_soft_lockup_ends_the_run_keeping_its_records(
+        tmp_path: Path, thread_client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from lab.errors import GuestLostError
+    from lab.trace import start_run
+
+    monkeypatch.setattr(cluster, "measure_unit", _fake_guest(lockups=2))
+    m = load_plan(PLAN, "sim").matrix
+    run = start_run(m, "t", results_root=tmp_path)
+    with pytest.raises(GuestLostError, match="soft-lockup"):
+        cluster.run_matrix_dask(m, run, thread_client, check_commit=False)
+    assert run.manifest()["status"].startswith("guest lost: soft-lockup")
+    kept = [(r["config"], r["workload"], r["repeat"]) for r in run.records()]
+    assert len(kept) == len(set(kept)) and any(w == "forkstorm" for _, w, _ in kept)
