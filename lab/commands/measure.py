@@ -132,30 +132,39 @@ def study(
         raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
                          "publishes only numbers measured on a guest kernel")
     preflight(m)
-    stack = ExitStack()
-    client = None
-    if workers is not None or scheduler is not None:  # the cluster first: no run dir if it fails
-        from ..cluster import dask_client
-
-        client = stack.enter_context(dask_client(workers, scheduler))
+    dask = workers is not None or scheduler is not None
+    # One boot per configuration, or (Dask) per configuration and cell: a run keeps its cut.
+    cut = "configuration × cell" if dask else "configuration"
     run = None if new else find_resumable(plan)
-    if run is None:
-        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
-                                       "plan_name": plan.name, "plan_digest": plan.digest,
-                                       "description": plan.description,
-                                       **({"gap": list(plan.gap)} if plan.gap else {})})
-    else:
-        ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
-    with stack, ui.overall(m.total_repeats, f"study {plan.name}") as bar:
-        if client is None:
-            run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
-        else:
-            from ..cluster import run_matrix_dask
+    if run is not None and run.manifest().get("unit", "configuration") != cut:
+        raise UsageError(f"the unfinished run {run.run_id} of this plan has one boot per "
+                         f"{run.manifest().get('unit', 'configuration')}, this would boot once "
+                         f"per {cut}: resume it {'without' if dask else 'with'} "
+                         "--workers/--scheduler, or pass --new")
+    with ExitStack() as stack:
+        client = None
+        if dask:  # the cluster first: no run directory if it cannot be had
+            from ..cluster import dask_client
 
-            run.update_manifest(cluster={"workers": workers} if workers else
-                                {"scheduler": scheduler}, unit="configuration × cell")
-            run_matrix_dask(m, run, client, on_record=lambda _r: bar.advance(),
-                            on_skip=bar.advance, check_commit=scheduler is not None)
+            client = stack.enter_context(dask_client(workers, scheduler))
+        if run is None:
+            run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
+                                           "plan_name": plan.name, "plan_digest": plan.digest,
+                                           "description": plan.description,
+                                           **({"gap": list(plan.gap)} if plan.gap else {}),
+                                           **({"unit": cut} if dask else {})})
+        else:
+            ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
+        with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
+            if client is None:
+                run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
+            else:
+                from ..cluster import run_matrix_dask
+
+                run.update_manifest(cluster={"workers": workers} if workers else
+                                    {"scheduler": scheduler})
+                run_matrix_dask(m, run, client, on_record=lambda _r: bar.advance(),
+                                on_skip=bar.advance, check_commit=scheduler is not None)
     if json_out:
         print_json(jsonable(show_data(run.run_id)))
     else:

@@ -6,9 +6,10 @@ exactly once, and measure what the first did: the unit cut depends on the plan a
 
 What "the same" means, measured (2026-12-02, norandmaps, icount): the page-table counts
 (allocations and frees of PTE pages and PGDs) repeat exactly from boot to boot; counts that
-follow scheduling (sched_switch, task-switch flushes) and the odd kmap move by a few events,
-and guest time by < 0.4 %, between any two boots: when the agent's command arrives, in
-virtual time, depends on the host (docs/FACTS.md: 0.35 s and 0.36 s for two boots).
+follow scheduling move by a few events (sched_switch by up to 6 of ~220, task-switch
+flushes and kmaps by 1), and guest time by < 0.4 %, between any two boots: when the
+agent's command arrives, in virtual time, depends on the host (docs/FACTS.md: 0.35 s
+and 0.36 s for two boots).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def test_one_and_two_workers_measure_the_same(results: dict[str, RunDir]) -> Non
         assert a[key]["timing"] == b[key]["timing"] == "icount"
         assert set(ca) == set(cb)
         assert {c: ca[c] for c in EXACT} == {c: cb[c] for c in EXACT}, key
-        for c in ca:  # the rest: a few events of scheduling noise
-            assert abs(ca[c] - cb[c]) <= max(5, ca[c] // 200), (key, c, ca[c], cb[c])
+        for c in ca:  # the rest: a few events; context switches follow the agent's timing
+            slack = max(10, ca[c] // 20) if c == "sched_switch" else max(3, ca[c] // 500)
+            assert abs(ca[c] - cb[c]) <= slack, (key, c, ca[c], cb[c])
         ta, tb = a[key]["guest_elapsed_ns"], b[key]["guest_elapsed_ns"]
         assert abs(ta - tb) <= ta // 100, (key, ta, tb)

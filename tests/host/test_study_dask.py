@@ -196,3 +196,31 @@ def test_a_second_soft_lockup_ends_the_run_keeping_its_records(
     assert run.manifest()["status"].startswith("guest lost: soft-lockup")
     kept = [(r["config"], r["workload"], r["repeat"]) for r in run.records()]
     assert len(kept) == len(set(kept)) and any(w == "forkstorm" for _, w, _ in kept)
+
+
+def test_a_run_keeps_its_cut_when_resumed() -> None:
+    from lab.trace import start_run
+
+    plan = load_plan(PLAN, "sim")
+    run = start_run(plan.matrix, plan.name, {"kind": "study", "plan_digest": plan.digest})
+    res = runner.invoke(app, ["study", str(PLAN), "--backend", "sim", "--workers", "1"])
+    assert res.exit_code == 2, res.output
+    assert f"unfinished run {run.run_id}" in res.output and "--new" in res.output
+    assert res.output.count("error:") == 1
+
+
+def test_an_interrupted_dask_run_resumes_on_more_workers() -> None:
+    first = runner.invoke(app, ["study", str(PLAN), "--backend", "sim", "--workers", "1"])
+    assert first.exit_code == 0, first.output
+    (run,) = list(list_runs())
+    lines = run.records_path.read_text().splitlines()
+    run.records_path.write_text("\n".join(lines[:3]) + "\n")  # as if stopped after 3
+    run.update_manifest(status="interrupted")
+    res = runner.invoke(app, ["study", str(PLAN), "--backend", "sim", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert f"resuming {run.run_id}: 3 of 8" in res.output
+    assert run.records_path.read_text().splitlines()[:3] == lines[:3], "nothing lost"
+    keys = [record_key(r["config"], r["workload"], r["params"], r["repeat"])
+            for r in run.records()]
+    assert len(keys) == 8 and len(set(keys)) == 8
+    assert run.manifest()["status"] == "complete"
