@@ -60,3 +60,7 @@ smp-evidence boots="20" cycles="10" thread="single":
 # cost-model plugin overhead: host wall time of the same forkstorm run with and without it (icount)
 bench-costmodel runs="3" procs="1000":
     python3 benchmarks/bench_costmodel.py --runs {{runs}} --procs {{procs}}
+
+# lab study wall time on 1 and on 2 Dask workers, and the ratio (goal <= 0.6 on 2 cores); kernels cached first
+bench-study plan="analysis/ukva/plan.toml":
+    python3 benchmarks/bench_study.py --plan {{plan}}

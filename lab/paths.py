@@ -6,13 +6,17 @@ XDG_STATE_HOME, and results default to ./results (override with UKVA_LAB_RESULTS
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
     "repo_root",
     "vm_dir",
     "cache_dir",
+    "cache_lock",
     "state_dir",
     "ensure_state_dir",
     "private_dir",
@@ -39,6 +43,17 @@ def _xdg(var: str, default: str) -> Path:
 def cache_dir() -> Path:
     """Downloads, built kernels and guest images, keyed by content: $XDG_CACHE_HOME/ukva-lab."""
     return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+@contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Serialise filling one cache entry across lab processes (two Dask workers on one
+    machine missing the same kernel or image fill it once; the other waits, then finds it)."""
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def state_dir() -> Path:

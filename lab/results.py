@@ -17,13 +17,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import LabError, UsageError
 from .paths import results_dir
 from .record import SCHEMA, read_jsonl
 
-__all__ = ["SCHEMA", "RunDir", "new_run", "open_run", "list_runs", "write_json_atomic"]
+__all__ = ["SCHEMA", "RunDir", "RunSink", "new_run", "open_run", "list_runs", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -39,6 +39,23 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class RunSink(Protocol):
+    """Where one boot's output goes: a run directory on the host (RunDir), or, on a Dask
+    worker, an in-memory collection sent back to the host, the only writer of the run
+    directory (lab/units.py)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def set_config_meta(self, name: str, meta: dict[str, Any]) -> None: ...
+
+    def append_file(self, name: str, data: bytes) -> None: ...
+
+    def write_file(self, name: str, data: bytes) -> None: ...
+
+    def append_record(self, record: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,23 @@ class RunDir:
         m = self.manifest()
         m.update(changes)
         self.write_manifest(m)
+
+    def set_config_meta(self, name: str, meta: dict[str, Any]) -> None:
+        """Merge facts about configuration ``name`` into the manifest's ``configs``."""
+        configs = self.manifest().get("configs", {})
+        configs[name] = {**configs.get(name, {}), **meta}
+        self.update_manifest(configs=configs)
+
+    def append_file(self, name: str, data: bytes) -> None:
+        """Append to a file of the run (a console log: a resumed run keeps every boot's)."""
+        with (self.path / name).open("ab") as out:
+            out.write(data)
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Write a file of the run (a kernel .config), replacing it atomically."""
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.path / name)
 
     def append_record(self, record: dict[str, Any]) -> None:
         """Append one repeat's record durably (one line, fsync'd)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import subprocess
 import tempfile
 import time
@@ -31,7 +30,7 @@ from .guest.qemu import build_qemu_argv
 from .guest.vm import Guest, Instance
 from .paths import repo_root
 from .record import build_record
-from .results import RunDir, new_run
+from .results import RunDir, RunSink, new_run
 from .tracers import (
     AUTO,
     BACKENDS,
@@ -48,6 +47,10 @@ __all__ = [
     "Cell",
     "Matrix",
     "run_matrix",
+    "measure_config",
+    "run_status",
+    "recorded_keys",
+    "note_reboot",
     "run_trace",
     "start_run",
     "choose_backend",
@@ -149,25 +152,19 @@ def choose_backend(requested: str, can_boot: Callable[[], str | None]) -> str:
     return chosen.name
 
 
-def _set_config_meta(run: RunDir, name: str, meta: dict[str, Any]) -> None:
-    configs = run.manifest().get("configs", {})
-    configs[name] = {**configs.get(name, {}), **meta}
-    run.update_manifest(configs=configs)
-
-
 @contextmanager
 def booted_guest(
-    cfg: GuestConfig, boot: BootOptions, timing: str, run: RunDir
+    cfg: GuestConfig, boot: BootOptions, timing: str, run: RunSink
 ) -> Iterator[Guest]:
     """Boot ``cfg`` for a run: its boot facts go into the manifest, its console into the run
-    directory (appended, so a resumed run keeps every boot's console), and it is powered off
-    whatever happens."""
+    (appended, so a resumed run keeps every boot's console), and it is powered off whatever
+    happens."""
     with tempfile.TemporaryDirectory(prefix="ukva-lab-", dir="/tmp") as tmp:
         inst = Instance(Path(tmp))
         bp, kernel = provision(plan_boot(cfg, boot, inst))
-        _set_config_meta(run, cfg.name, {**bp.meta, "qemu_argv": build_qemu_argv(bp.spec)})
+        run.set_config_meta(cfg.name, {**bp.meta, "qemu_argv": build_qemu_argv(bp.spec)})
         if kernel.config is not None:  # the .config travels with the results (and bundles)
-            shutil.copyfile(kernel.config, run.path / f"kernel-{cfg.name}.config")
+            run.write_file(f"kernel-{cfg.name}.config", Path(kernel.config).read_bytes())
         guest: Guest | None = None
         try:
             with ui.step(
@@ -175,31 +172,30 @@ def booted_guest(
             ):
                 guest = Guest.boot(inst, bp.spec, bp.meta, bp.ready_timeout)
             # exec's cost depends on it (lab-agent.c, seed_crng): every run says which it had
-            _set_config_meta(run, cfg.name, {"crng_ready": guest.state.get("crng_ready")})
+            run.set_config_meta(cfg.name, {"crng_ready": guest.state.get("crng_ready")})
             yield guest
         finally:
             if guest is not None:
                 guest.shutdown(20)
             if inst.console_log.exists():
-                with (run.path / f"console-{cfg.name}.log").open("ab") as out:
-                    out.write(inst.console_log.read_bytes())
+                run.append_file(f"console-{cfg.name}.log", inst.console_log.read_bytes())
 
 
 def _open_session(m: Matrix, cfg: GuestConfig,
-                  run: RunDir) -> AbstractContextManager[TraceSession]:
+                  run: RunSink) -> AbstractContextManager[TraceSession]:
     """The matrix's backend, from the registry, opened on ``cfg``."""
     ctx = SessionContext(
         config=cfg, timing=m.timing,
         boot_guest=lambda extras=(): booted_guest(
             cfg, replace(m.boot, image_extras=tuple(extras)), m.timing, run),
-        set_meta=lambda meta: _set_config_meta(run, cfg.name, meta), mem_mib=m.boot.mem_mib,
+        set_meta=lambda meta: run.set_config_meta(cfg.name, meta), mem_mib=m.boot.mem_mib,
         options=dict(m.backend_options),
     )
     return get_backend(m.backend).open(ctx)
 
 
 def _record(
-    m: Matrix, run: RunDir, cfg: GuestConfig, cell: Cell, i: int, session: TraceSession,
+    m: Matrix, run: RunSink, cfg: GuestConfig, cell: Cell, i: int, session: TraceSession,
     meas: Measurement,
 ) -> dict[str, Any]:
     ops = int(meas.report.get("ops", 0))
@@ -241,45 +237,13 @@ def start_run(m: Matrix, name: str, extra: dict[str, Any] | None = None,
     return new_run(name, manifest, results_root)
 
 
-def run_matrix(
-    m: Matrix,
-    run: RunDir,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
-    on_skip: Callable[[int], None] | None = None,
-) -> RunDir:
-    """Measure every (configuration, cell, repeat) not yet in ``run``; boot once per config."""
-    done = {record_key(r["config"], r["workload"], r["params"], r["repeat"])
-            for r in run.records()}
-    get_backend(m.backend)  # an unknown backend fails before the run is marked running
+@contextmanager
+def run_status(run: RunDir) -> Iterator[None]:
+    """Mark ``run`` running, then complete, interrupted, guest lost or failed by how the
+    block ends (the serial driver and the Dask one, lab/cluster.py, share it)."""
     run.update_manifest(status="running")
     try:
-        for cfg in m.configs:
-            todo = [(cell, i) for cell in m.cells for i in range(cell.repeat)
-                    if record_key(cfg.name, cell.workload.name, cell.params, i) not in done]
-            skipped = sum(c.repeat for c in m.cells) - len(todo)
-            if skipped and on_skip:
-                on_skip(skipped)
-            for attempt in (1, 2):
-                if not todo:
-                    break
-                try:
-                    _measure_config(m, run, cfg, todo, on_record)
-                    break
-                except GuestLostError as e:
-                    # A soft lockup under TCG has been a vCPU that never answered an IPI
-                    # (text_poke_bp while probes came off): the guest is gone, but the next
-                    # boot is fine. Reboot once, keep every record made, say so.
-                    if attempt == 2 or not e.reason.startswith("soft-lockup"):
-                        raise
-                    done = {record_key(r["config"], r["workload"], r["params"], r["repeat"])
-                            for r in run.records()}
-                    todo = [(c, i) for c, i in todo
-                            if record_key(cfg.name, c.workload.name, c.params, i) not in done]
-                    reboots = run.manifest().get("configs", {}).get(cfg.name, {}).get(
-                        "reboots", [])
-                    _set_config_meta(run, cfg.name, {"reboots": [*reboots, e.reason]})
-                    ui.warn(f"{cfg.name}: guest lost ({e.reason}); booting it again for the "
-                            f"{len(todo)} measurement(s) left (recorded in the manifest)")
+        yield
     except KeyboardInterrupt:
         run.update_manifest(status="interrupted", ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise
@@ -290,16 +254,64 @@ def run_matrix(
         run.update_manifest(status=f"failed: {e}")
         raise
     run.update_manifest(status="complete", ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def recorded_keys(run: RunDir) -> set[tuple]:
+    """The record keys already in ``run``: what resume skips."""
+    return {record_key(r["config"], r["workload"], r["params"], r["repeat"])
+            for r in run.records()}
+
+
+def note_reboot(run: RunDir, config: str, reason: str, left: int) -> None:
+    """The soft-lockup safety net's trace: the reason goes into the manifest, and a warning."""
+    reboots = run.manifest().get("configs", {}).get(config, {}).get("reboots", [])
+    run.set_config_meta(config, {"reboots": [*reboots, reason]})
+    ui.warn(f"{config}: guest lost ({reason}); booting it again for the "
+            f"{left} measurement(s) left (recorded in the manifest)")
+
+
+def run_matrix(
+    m: Matrix,
+    run: RunDir,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_skip: Callable[[int], None] | None = None,
+) -> RunDir:
+    """Measure every (configuration, cell, repeat) not yet in ``run``; boot once per config."""
+    done = recorded_keys(run)
+    get_backend(m.backend)  # an unknown backend fails before the run is marked running
+    with run_status(run):
+        for cfg in m.configs:
+            todo = [(cell, i) for cell in m.cells for i in range(cell.repeat)
+                    if record_key(cfg.name, cell.workload.name, cell.params, i) not in done]
+            skipped = sum(c.repeat for c in m.cells) - len(todo)
+            if skipped and on_skip:
+                on_skip(skipped)
+            for attempt in (1, 2):
+                if not todo:
+                    break
+                try:
+                    measure_config(m, run, cfg, todo, on_record)
+                    break
+                except GuestLostError as e:
+                    # A soft lockup under TCG has been a vCPU that never answered an IPI
+                    # (text_poke_bp while probes came off): the guest is gone, but the next
+                    # boot is fine. Reboot once, keep every record made, say so.
+                    if attempt == 2 or not e.reason.startswith("soft-lockup"):
+                        raise
+                    done = recorded_keys(run)
+                    todo = [(c, i) for c, i in todo
+                            if record_key(cfg.name, c.workload.name, c.params, i) not in done]
+                    note_reboot(run, cfg.name, e.reason, len(todo))
     return run
 
 
-def _measure_config(m: Matrix, run: RunDir, cfg: GuestConfig, todo: list[tuple[Cell, int]],
+def measure_config(m: Matrix, run: RunSink, cfg: GuestConfig, todo: list[tuple[Cell, int]],
                     on_record: Callable[[dict[str, Any]], None] | None) -> None:
     """One boot of ``cfg``: attach the probes, measure every (cell, repeat) in ``todo``,
     append each record as soon as it exists."""
     with _open_session(m, cfg, run) as session:
         att = session.attach(m.probes)
-        _set_config_meta(run, cfg.name, {"attached": att.attached, "absent": att.absent,
+        run.set_config_meta(cfg.name, {"attached": att.attached, "absent": att.absent,
                                          "hints": att.hints})
         for cell, i in todo:
             label = f"{cfg.name}: {cell.workload.name} repeat {i + 1}/{cell.repeat}"

@@ -101,18 +101,24 @@ def study(
     new: Annotated[bool, typer.Option("--new", help="Start a new run even if an unfinished run of this plan exists.")] = False,
     publish: Annotated[bool, typer.Option("--publish", help="Then export the run as the study folder's bundle and regenerate its REPORT.md, README.md and the README block (lab report FOLDER).")] = False,
     readme: Annotated[Path | None, typer.Option(help="With --publish: the README whose block to rewrite (default: the repository's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Run on a local Dask cluster of N worker processes, one guest each; one boot per (configuration, cell).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Run on an existing Dask cluster, e.g. tcp://head:8786 (workers started with --resources guest=1; README).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration.
+    """Run a plan's matrix (configurations × workloads × repeats), one boot per configuration
+    (with --workers/--scheduler: one per configuration and cell, spread over Dask workers).
 
     Re-running an interrupted study resumes it: finished cells are skipped, nothing is lost.
     """
+    from contextlib import ExitStack
     from dataclasses import replace
 
+    from ..cluster import check_options
     from ..notebook import study_folder
     from ..study import find_resumable, load_plan
     from ..trace import choose_backend, preflight, run_matrix, start_run
 
+    check_options(workers, scheduler)
     plan = load_plan(plan_file, backend)
     folder = study_folder(plan.path)
     if publish and folder is None:
@@ -126,16 +132,39 @@ def study(
         raise UsageError(f"--publish: the {m.backend} backend is SIMULATED; the repository "
                          "publishes only numbers measured on a guest kernel")
     preflight(m)
+    dask = workers is not None or scheduler is not None
+    # One boot per configuration, or (Dask) per configuration and cell: a run keeps its cut.
+    cut = "configuration × cell" if dask else "configuration"
     run = None if new else find_resumable(plan)
-    if run is None:
-        run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
-                                       "plan_name": plan.name, "plan_digest": plan.digest,
-                                       "description": plan.description,
-                                       **({"gap": list(plan.gap)} if plan.gap else {})})
-    else:
-        ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
-    with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
-        run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
+    if run is not None and run.manifest().get("unit", "configuration") != cut:
+        raise UsageError(f"the unfinished run {run.run_id} of this plan has one boot per "
+                         f"{run.manifest().get('unit', 'configuration')}, this would boot once "
+                         f"per {cut}: resume it {'without' if dask else 'with'} "
+                         "--workers/--scheduler, or pass --new")
+    with ExitStack() as stack:
+        client = None
+        if dask:  # the cluster first: no run directory if it cannot be had
+            from ..cluster import dask_client
+
+            client = stack.enter_context(dask_client(workers, scheduler))
+        if run is None:
+            run = start_run(m, plan.name, {"kind": "study", "plan": str(plan.path),
+                                           "plan_name": plan.name, "plan_digest": plan.digest,
+                                           "description": plan.description,
+                                           **({"gap": list(plan.gap)} if plan.gap else {}),
+                                           **({"unit": cut} if dask else {})})
+        else:
+            ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
+        with ui.overall(m.total_repeats, f"study {plan.name}") as bar:
+            if client is None:
+                run_matrix(m, run, on_record=lambda _r: bar.advance(), on_skip=bar.advance)
+            else:
+                from ..cluster import run_matrix_dask
+
+                run.update_manifest(cluster={"workers": workers} if workers else
+                                    {"scheduler": scheduler})
+                run_matrix_dask(m, run, client, on_record=lambda _r: bar.advance(),
+                                on_skip=bar.advance, check_commit=scheduler is not None)
     if json_out:
         print_json(jsonable(show_data(run.run_id)))
     else:

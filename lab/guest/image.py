@@ -22,7 +22,7 @@ from .. import ui
 from ..debian import DebPackage, extract_deb, fetch_deb, resolve_package
 from ..errors import LabError
 from ..hostcheck import require_gcc_m32
-from ..paths import cache_dir, repo_root, vm_dir
+from ..paths import cache_dir, cache_lock, repo_root, vm_dir
 from ..workloads import PARAMS_HEADER, list_workloads, load_workload
 
 __all__ = [
@@ -221,6 +221,12 @@ def ensure_image(plan: ImagePlan) -> Path:
     """Build the initramfs unless the cache already holds it; return its path."""
     if plan.cached:
         return plan.path
+    with cache_lock(f"image-{plan.key[:16]}"):
+        return plan.path if plan.cached else _build(plan)
+
+
+def _build(plan: ImagePlan) -> Path:
+    """Compile the programs and write the cpio archive (under the image's cache lock)."""
     with ui.step(f"Building guest image ({len(plan.programs)} programs + busybox)"):
         deb = fetch_deb(plan.busybox)
         plan.path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from ..debian import (
     sha256_file,
 )
 from ..errors import LabError
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_lock
 from . import KernelArtifact, load_artifact
 from .description import KernelDescription
 
@@ -66,6 +66,11 @@ class DebianPackageKernel:
         cached = load_artifact(desc.name, entry)
         if cached:
             return cached
+        with cache_lock(f"deb-{pkg.sha256[:16]}"):
+            return load_artifact(desc.name, entry) or self._fill(desc, pkg, entry)
+
+    def _fill(self, desc: KernelDescription, pkg: DebPackage, entry: Path) -> KernelArtifact:
+        """Download and unpack the package into ``entry`` (under the entry's lock)."""
         with ui.step(f"Downloading {pkg.name} {pkg.version} ({pkg.size / 1e6:.0f} MB)"):
             deb = fetch_deb(pkg)
         entry.parent.mkdir(parents=True, exist_ok=True)

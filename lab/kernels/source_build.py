@@ -16,7 +16,6 @@ public names are re-exported here.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import resource
@@ -35,7 +34,7 @@ from .. import ui
 from ..debian import extract_deb, fetch_deb, resolve_package, sha256_file
 from ..errors import LabError
 from ..hostcheck import require_tool
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_lock
 from . import KernelArtifact, load_artifact
 from .build_inputs import (
     ARCH,
@@ -69,20 +68,10 @@ _REPRODUCIBLE_ENV = {
 }
 
 
-@contextmanager
-def _locked(name: str) -> Iterator[None]:
-    """Serialise builds of one key (and unpacks of one source) across lab processes."""
-    path = cache_dir() / "locks" / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def source_tree(inputs: BuildInputs) -> Path:
     """The pristine tree for the package version, unpacked once into the cache."""
     dest = cache_dir() / "src" / f"{inputs.package}_{inputs.package_version}"
-    with _locked(dest.name):
+    with cache_lock(dest.name):
         if dest.is_dir():
             return dest
         pkg = resolve_package(inputs.package, "all")
@@ -293,7 +282,7 @@ class SourceBuiltKernel:
         key = inputs.key()
         entry = entry_dir(key)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(key[:16]):
+        with cache_lock(key[:16]):
             cached = load_artifact(desc.name, entry)
             if cached is None or force:
                 _build(inputs, jobs or os.cpu_count() or 1, entry)

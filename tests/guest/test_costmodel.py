@@ -136,14 +136,22 @@ def test_rep_stosl_clear_is_one_instruction_of_1024_iterations(guest: CostGuest)
 
 
 def test_same_measurement_gives_the_same_counts(guest: CostGuest) -> None:
-    """Three identical runs in one boot: every user-mode count is identical (the guest's own
-    execution is deterministic under icount); the kernel's differ only as its state does
-    (page cache, slab, the timer tick's phase), by well under 3 %."""
+    """Three identical runs in one boot: the user-mode counts agree to a few dozen instructions
+    (the guest's own execution is deterministic under icount); the kernel's differ only as its
+    state does (page cache, slab, the timer tick's phase), by well under 3 %.
+
+    Not exactly: the window also holds the agent's own loop around the child (lab-agent.c,
+    do_run), which takes one more poll()/read() turn when the child's output and its exit
+    reach it in different scheduler slices. 8 of 8 runs in one boot were identical here;
+    one CI run saw exec_user +39 (0.06 %)."""
     runs = [guest.window("--pages", "256", "--passes", "20") for _ in range(3)]
     user = ["exec_user", "insn_user", "rep_exec_user", "rep_iters_user", "rep_bytes_user",
             "itlb_l1_miss_user", "itlb_walk_user", "dtlb_l1_miss_user", "dtlb_walk_user"]
     for key in user:
-        assert runs[1][key] == runs[2][key], (key, runs[1][key], runs[2][key])
+        a, b = runs[1][key], runs[2][key]
+        assert abs(a - b) <= max(64, 0.001 * max(a, b)), (key, a, b)
+    # the workload's 20 passes over 256 pages: its own TLB misses do not move
+    assert runs[1]["dtlb_l1_miss_user"] >= 256 * 20
     for key in ("insn_kernel", "invlpg", "cr3_writes", "loads", "stores"):
         a, b = runs[1][key], runs[2][key]
         assert abs(a - b) <= 0.03 * max(a, b), (key, a, b)

@@ -3,7 +3,8 @@ funclatency, stored with the run and printed again from it.
 
 On highpte the highmem kmaps per fork come from fork's page-table copy, page faults mapping
 PTE pages and COW copies. On ukva (built from source, ~20 min cold) what remains per fork is
-COW copies, the child side of copy_page_range() and zeroing new PTE pages.
+COW copies' two page copies and the child side of copy_page_range(); fork zeroes a new PTE
+page through the same kmap that fills it (0008), so zeroing no longer shows on its own.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def _kind(site: str) -> str:
         return "cow copy"
     if "pte_alloc_one" in frames:
         return "zeroing a new PTE page"
+    if "kernel_init_pages" in frames:
+        return "zeroing a new page"
+    if "exit_mmap" in frames:
+        return "exit zaps page tables"
     if "copy_page_range" in frames:
         return "fork page-table copy"
     if "handle_mm_fault" in frames:
@@ -80,16 +85,22 @@ def test_lab_latency_on_highpte_times_every_fault() -> None:
     assert 10 <= peak["slot"] <= 20, row["buckets"]
 
 
-def test_ukva_kmaps_left_per_fork_are_cow_fork_child_side_and_new_pte_pages() -> None:
+def test_ukva_kmaps_left_per_fork_are_cow_copies_and_the_fork_child_side() -> None:
     rows = {r["config"]: r for r in _stacks("built-highpte,ukva", procs=200)}
     base, ukva = _per_kind(rows["built-highpte"]), _per_kind(rows["ukva"])
     print(json.dumps({"built-highpte": base, "ukva": ukva}, indent=1))
-    named = ("cow copy", "fork page-table copy", "zeroing a new PTE page")
+    named = ("cow copy", "fork page-table copy")
     assert all(ukva.get(k, 0) > 0.5 for k in named), ukva
-    # anything else (an exec's page copies) is noise next to them
-    assert sum(v for k, v in ukva.items() if k not in named) < 0.01 * rows["ukva"]["per_unit"]
-    # faults no longer kmap the current mm's PTE pages; fork maps only the child's side
-    assert "fault maps a PTE page" in base
+    # anything else (an exec's page copies, an exit of an mm that is not current) is noise
+    assert sum(v for k, v in ukva.items() if k not in named) < 0.02 * rows["ukva"]["per_unit"]
+    # faults no longer kmap the current mm's PTE pages, exit zaps through the window, and
+    # fork's new PTE pages are zeroed through the kmap that fills them
+    for kind in ("fault maps a PTE page", "zeroing a new PTE page", "exit zaps page tables"):
+        assert base[kind] > 1 and ukva.get(kind, 0) < 0.05 * base[kind], kind
+    # fork maps only the child's side
     ratio = ukva["fork page-table copy"] / base["fork page-table copy"]
     assert 0.35 < ratio < 0.65, ratio
-    assert ukva["cow copy"] == pytest.approx(base["cow copy"], rel=0.1)
+    # a COW fault kmaps the old and the new page, and on highpte its PTE page too (inlined
+    # into wp_page_copy here): ukva keeps two of the three
+    cow = ukva["cow copy"] / base["cow copy"]
+    assert 0.6 < cow < 0.72, cow
