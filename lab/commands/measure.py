@@ -136,9 +136,10 @@ def study(
     # One boot per configuration, or (Dask) per configuration and cell: a run keeps its cut.
     cut = "configuration × cell" if dask else "configuration"
     run = None if new else find_resumable(plan)
-    if run is not None and run.manifest().get("unit", "configuration") != cut:
+    # "boot_per", not "unit": a run's manifest already has "unit" (the workload's, e.g. fork)
+    if run is not None and run.manifest().get("boot_per", "configuration") != cut:
         raise UsageError(f"the unfinished run {run.run_id} of this plan has one boot per "
-                         f"{run.manifest().get('unit', 'configuration')}, this would boot once "
+                         f"{run.manifest().get('boot_per', 'configuration')}, this would boot once "
                          f"per {cut}: resume it {'without' if dask else 'with'} "
                          "--workers/--scheduler, or pass --new")
     with ExitStack() as stack:
@@ -152,7 +153,7 @@ def study(
                                            "plan_name": plan.name, "plan_digest": plan.digest,
                                            "description": plan.description,
                                            **({"gap": list(plan.gap)} if plan.gap else {}),
-                                           **({"unit": cut} if dask else {})})
+                                           **({"boot_per": cut} if dask else {})})
         else:
             ui.info(f"resuming {run.run_id}: {len(run.records())} of {m.total_repeats} measurements recorded")
         with ui.overall(m.total_repeats, f"study {plan.name}") as bar:

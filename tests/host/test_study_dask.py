@@ -224,3 +224,22 @@ def test_an_interrupted_dask_run_resumes_on_more_workers() -> None:
             for r in run.records()]
     assert len(keys) == 8 and len(set(keys)) == 8
     assert run.manifest()["status"] == "complete"
+
+
+def test_an_interrupted_serial_run_resumes_serially() -> None:
+    """The cut's manifest key must not collide with the run's workload unit ("fork")."""
+    first = runner.invoke(app, ["study", str(PLAN), "--backend", "sim"])
+    assert first.exit_code == 0, first.output
+    (run,) = list(list_runs())
+    assert "boot_per" not in run.manifest() and run.manifest()["unit"] != "configuration"
+    lines = run.records_path.read_text().splitlines()
+    run.records_path.write_text("\n".join(lines[:3]) + "\n")
+    run.update_manifest(status="interrupted")
+    res = runner.invoke(app, ["study", str(PLAN), "--backend", "sim"])
+    assert res.exit_code == 0, res.output
+    assert f"resuming {run.run_id}: 3 of 8" in res.output
+    assert run.manifest()["status"] == "complete" and len(run.records()) == 8
+    dask = runner.invoke(app, ["study", str(PLAN), "--backend", "sim", "--workers", "1"])
+    assert dask.exit_code == 0 and len(list(list_runs())) == 2, "a complete run is not resumed"
+    (new,) = [r for r in list_runs() if r.run_id != run.run_id]
+    assert new.manifest()["boot_per"] == "configuration × cell"
