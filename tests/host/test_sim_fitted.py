@@ -8,7 +8,6 @@ labelled EXTRAPOLATED. No guest boots here; these tests claim nothing about the 
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -178,13 +177,11 @@ def test_the_issues_forkstorm_example_is_now_within_three_percent() -> None:
 
 
 def test_check_names_runs_of_another_kernel_build() -> None:
-    """analysis/ukva/ was run on the ukva build the model was fitted on; a model fitted on
-    another build of ukva names the run's kernel on every ukva row, and only there."""
-    assert {r["other_kernel"] for r in _check("analysis/ukva/")} == {None}
-    model = copy.deepcopy(load_model())
-    model["configs"]["ukva"]["kernel"] = "linux-source-6.1 6.1.176 (bzImage 000000000000)"
-    with ExitStack() as stack:
-        rows = check_rows(model, open_runs(stack, [str(ROOT / "analysis/ukva/")]))
+    """The held-out runs used the ukva build the model was fitted on: no row names another
+    kernel. analysis/ukva/ was republished on a later build of the series (0009): every ukva
+    row names the run's kernel, and only the ukva rows."""
+    assert {r["other_kernel"] for r in _check(HOLDOUT)} == {None}
+    rows = _check("analysis/ukva/")
     named = {r["other_kernel"] for r in rows if r["config"] == "ukva"}
     assert len(named) == 1 and next(iter(named)).startswith("linux-source-6.1 6.1.192-3 (bzImage")
     assert {r["other_kernel"] for r in rows if r["config"] != "ukva"} == {None}
