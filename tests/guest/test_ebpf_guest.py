@@ -52,6 +52,61 @@ def _argv() -> list[str]:
     return load_workload("forkstorm").argv(PARAMS)
 
 
+#: Static functions that appear several times in an i386 kernel's kallsyms (one copy per
+#: compilation unit); those with two or more instances in this guest are probed together.
+MULTI = ("cpumask_weight", "jhash", "native_read_msr", "native_write_msr", "find_next_bit",
+         "bitmap_zero", "bitmap_copy", "cpu_online", "init_once", "put_page")
+
+
+def _kprobe_hits(guest: Guest) -> dict[str, int]:
+    """Hits so far of each of our kprobes (one per address), from kprobe_profile."""
+    profile = guest.exec(["cat", "/sys/kernel/tracing/kprobe_profile"]).stdout
+    return {w[0]: int(w[1]) for w in map(str.split, profile.splitlines()) if len(w) >= 2}
+
+
+def test_a_symbol_with_several_instances_is_counted_at_each(guest: Guest,
+                                                            tmp_path: Path) -> None:
+    """First in this module, in a fresh boot: later tests leave the slab caches warm, and a
+    warm cache runs no constructor (init_once)."""
+    kallsyms = guest.exec(["cat", "/proc/kallsyms"]).stdout.splitlines()
+    instances = Counter(f[2] for f in map(str.split, kallsyms) if len(f) >= 3 and f[1] in "tT")
+    multi = [s for s in MULTI if instances[s] >= 2]
+    assert multi, {s: instances[s] for s in MULTI}
+    path = tmp_path / "probes.toml"
+    path.write_text("".join(f'[[probe]]\nsymbol = "{s}"\n\n' for s in [*multi, "pgd_alloc"]))
+    probes = load_probe_set(path)
+    ftrace, ebpf = FtraceSession(guest), EbpfSession(guest)
+    fa, ea = ftrace.attach(probes), ebpf.attach(probes)
+    assert fa.attached == ea.attached and set(fa.absent) == set(ea.absent)
+    # new inodes on tmpfs, procfs and sysfs: slab constructors (init_once) of several files
+    churn = ("for i in $(seq 1 400); do echo > /tmp/multi$i; done; "
+             "ls -lR /proc/self/ /sys/kernel/mm > /dev/null 2>&1; rm -f /tmp/multi*")
+    before = _kprobe_hits(guest)
+    res = guest.exec(["sh", "-c", churn],
+                     snapshots=[*ebpf.snapshot_paths()[:1], *ftrace.snapshot_paths()])
+    assert res.rc == 0, res.stderr
+    f, e = ftrace.counts(res.before, res.after), ebpf.counts(res.before, res.after)
+    # ftrace has one kprobe per address (p<i>_0, p<i>_1, ...): where several addresses of
+    # one symbol were hit, the ebpf count can only match if it too counted at every one
+    after = _kprobe_hits(guest)
+    hits = {ev: n - before.get(ev, 0) for ev, n in after.items()}
+    proven = []
+    for i, p in enumerate(probes):
+        sites = [n for ev, n in hits.items() if ev.startswith(f"p{i}_")]
+        # the profile's reads enclose the snapshots' (and a few forks of their own)
+        assert p.name not in fa.attached or sum(sites) >= f[p.name], (p.name, sites, f)
+        print(f"{p.name}: {instances[p.name]} instances, hits per address in the run {sites}, "
+              f"ftrace {f.get(p.name)}, ebpf {e.get(p.name)}, absent {fa.absent.get(p.name)}")
+        if p.name in fa.attached:
+            assert abs(f[p.name] - e[p.name]) <= 0.01 * max(f[p.name], e[p.name]), p.name
+            if p.name != "pgd_alloc" and f[p.name] > 0:
+                assert len(sites) == instances[p.name], (p.name, sites)
+                if sum(1 for n in sites if n > 0) >= 2 and f[p.name] > max(sites):
+                    proven.append(p.name)
+    assert proven, "no symbol with several instances was hit at two of them"
+    guest.exec(["sh", "-c", "echo 0 > /sys/kernel/tracing/events/ukvalab/enable"])
+
+
 def test_ebpf_and_ftrace_agree_on_one_execution(guest: Guest) -> None:
     probes = load_probe_set()
     ftrace, ebpf = FtraceSession(guest), EbpfSession(guest)
@@ -99,57 +154,3 @@ def test_a_verifier_refusal_is_one_line_and_attaches_nothing(guest: Guest,
     (line,) = res.stdout.splitlines()
     assert line.startswith("error: kp_count: ") and "invalid mem access" in line, line
     assert guest.exec(["ls", "/sys/fs/bpf/bad"]).rc != 0  # nothing pinned, nothing attached
-
-
-
-#: Static functions that appear several times in an i386 kernel's kallsyms (one copy per
-#: compilation unit); those with two or more instances in this guest are probed together.
-MULTI = ("cpumask_weight", "jhash", "native_read_msr", "native_write_msr", "find_next_bit",
-         "bitmap_zero", "bitmap_copy", "cpu_online", "init_once", "put_page")
-
-
-def _kprobe_hits(guest: Guest) -> dict[str, int]:
-    """Hits so far of each of our kprobes (one per address), from kprobe_profile."""
-    profile = guest.exec(["cat", "/sys/kernel/tracing/kprobe_profile"]).stdout
-    return {w[0]: int(w[1]) for w in map(str.split, profile.splitlines()) if len(w) >= 2}
-
-
-def test_a_symbol_with_several_instances_is_counted_at_each(guest: Guest,
-                                                            tmp_path: Path) -> None:
-    kallsyms = guest.exec(["cat", "/proc/kallsyms"]).stdout.splitlines()
-    instances = Counter(f[2] for f in map(str.split, kallsyms) if len(f) >= 3 and f[1] in "tT")
-    multi = [s for s in MULTI if instances[s] >= 2]
-    assert multi, {s: instances[s] for s in MULTI}
-    path = tmp_path / "probes.toml"
-    path.write_text("".join(f'[[probe]]\nsymbol = "{s}"\n\n' for s in [*multi, "pgd_alloc"]))
-    probes = load_probe_set(path)
-    ftrace, ebpf = FtraceSession(guest), EbpfSession(guest)
-    fa, ea = ftrace.attach(probes), ebpf.attach(probes)
-    assert fa.attached == ea.attached and set(fa.absent) == set(ea.absent)
-    # new inodes on tmpfs, procfs and sysfs: slab constructors (init_once) of several files
-    churn = ("for i in $(seq 1 400); do echo > /tmp/multi$i; done; "
-             "ls -lR /proc/self/ /sys/kernel/mm > /dev/null 2>&1; rm -f /tmp/multi*")
-    before = _kprobe_hits(guest)
-    res = guest.exec(["sh", "-c", churn],
-                     snapshots=[*ebpf.snapshot_paths()[:1], *ftrace.snapshot_paths()])
-    assert res.rc == 0, res.stderr
-    f, e = ftrace.counts(res.before, res.after), ebpf.counts(res.before, res.after)
-    # ftrace has one kprobe per address (p<i>_0, p<i>_1, ...): where several addresses of
-    # one symbol were hit, the ebpf count can only match if it too counted at every one
-    after = _kprobe_hits(guest)
-    hits = {ev: n - before.get(ev, 0) for ev, n in after.items()}
-    proven = []
-    for i, p in enumerate(probes):
-        sites = [n for ev, n in hits.items() if ev.startswith(f"p{i}_")]
-        # the profile's reads enclose the snapshots' (and a few forks of their own)
-        assert p.name not in fa.attached or sum(sites) >= f[p.name], (p.name, sites, f)
-        print(f"{p.name}: {instances[p.name]} instances, hits per address in the run {sites}, "
-              f"ftrace {f.get(p.name)}, ebpf {e.get(p.name)}, absent {fa.absent.get(p.name)}")
-        if p.name in fa.attached:
-            assert abs(f[p.name] - e[p.name]) <= 0.01 * max(f[p.name], e[p.name]), p.name
-            if p.name != "pgd_alloc" and f[p.name] > 0:
-                assert len(sites) == instances[p.name], (p.name, sites)
-                if sum(1 for n in sites if n > 0) >= 2 and f[p.name] > max(sites):
-                    proven.append(p.name)
-    assert proven, "no symbol with several instances was hit at two of them"
-    guest.exec(["sh", "-c", "echo 0 > /sys/kernel/tracing/events/ukvalab/enable"])
