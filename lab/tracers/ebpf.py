@@ -247,7 +247,10 @@ class EbpfSession(FtraceSession):
         if after.get(_COUNTS) is None:
             raise LabError(f"the guest could not read {_COUNTS[4:]} after the workload")
         b, a = parse_map_dump(before.get(_COUNTS) or ""), parse_map_dump(after[_COUNTS] or "")
-        return {name: a.get(slot, 0) - b.get(slot, 0) for slot, name in self.slots.names.items()}
+        # a probe the kernel refused at attach time keeps its slot but is absent, not 0
+        attached = set(self.attachment.attached)
+        return {name: a.get(slot, 0) - b.get(slot, 0) for slot, name in self.slots.names.items()
+                if name in attached or name.rsplit(".", 1)[0] in attached}
 
     def extra_results(self, res: ExecResult) -> dict[str, object]:
         """The probed run's stacks (folded, symbolised with the guest's kallsyms) and latency

@@ -86,6 +86,7 @@ def test_a_symbol_with_several_instances_is_counted_at_each(guest: Guest,
                      snapshots=[*ebpf.snapshot_paths()[:1], *ftrace.snapshot_paths()])
     assert res.rc == 0, res.stderr
     f, e = ftrace.counts(res.before, res.after), ebpf.counts(res.before, res.after)
+    assert set(f) == set(e) == set(fa.attached), "a refused probe is absent, never 0"
     # ftrace has one kprobe per address (p<i>_0, p<i>_1, ...): where several addresses of
     # one symbol were hit, the ebpf count can only match if it too counted at every one
     after = _kprobe_hits(guest)
