@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import LabError
@@ -209,6 +209,10 @@ class EbpfSession(FtraceSession):
                                f"{'stacks' if spec[0] == 's' else 'latency'}: {why}")
             absent.setdefault(name, f"bpf attach refused: {why}")
         attached = [p.name for p in probes if p.name not in absent]
+        # a probe the kernel refused at attach time keeps no counter: absent, never 0
+        self.slots = replace(self.slots, names={
+            slot: name for slot, name in self.slots.names.items()
+            if name in attached or name.rsplit(".", 1)[0] in attached})
         hints = {p.name: INLINE_HINTS[p.symbol] for p in probes if p.symbol in INLINE_HINTS}
         self.attachment = Attachment(attached, absent, hints)
         return self.attachment
@@ -247,10 +251,7 @@ class EbpfSession(FtraceSession):
         if after.get(_COUNTS) is None:
             raise LabError(f"the guest could not read {_COUNTS[4:]} after the workload")
         b, a = parse_map_dump(before.get(_COUNTS) or ""), parse_map_dump(after[_COUNTS] or "")
-        # a probe the kernel refused at attach time keeps its slot but is absent, not 0
-        attached = set(self.attachment.attached)
-        return {name: a.get(slot, 0) - b.get(slot, 0) for slot, name in self.slots.names.items()
-                if name in attached or name.rsplit(".", 1)[0] in attached}
+        return {name: a.get(slot, 0) - b.get(slot, 0) for slot, name in self.slots.names.items()}
 
     def extra_results(self, res: ExecResult) -> dict[str, object]:
         """The probed run's stacks (folded, symbolised with the guest's kallsyms) and latency
