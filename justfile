@@ -28,8 +28,8 @@ report name:
 
 # every test: fast host tests, the tests that boot the real guest, then the Docker image's
 test:
-    pytest -q tests/host
-    pytest -q tests/guest
+    pytest -q -n 2 tests/host
+    pytest -q -n 2 --dist loadfile --durations=20 tests/guest
     pytest -q tests/docker
 
 # build the ukva-lab Docker image unless the one for these files exists (tags ukva-lab, ukva-lab:KEY)
