@@ -26,11 +26,11 @@ publish name:
 report name:
     lab report analysis/{{name}}/
 
-# every test: fast host tests, the tests that boot the real guest, then the Docker image's
+# every test: the fast host tests, then the tests that boot real guests and the Docker image's,
+# on two pytest-xdist workers (one test group per worker at a time: tests/conftest.py)
 test:
     pytest -q -n 2 tests/host
-    pytest -q -n 2 --dist loadfile --durations=20 tests/guest
-    pytest -q tests/docker
+    pytest -q -n 2 --dist loadgroup --durations=30 tests/guest tests/docker
 
 # build the ukva-lab Docker image unless the one for these files exists (tags ukva-lab, ukva-lab:KEY)
 image:
