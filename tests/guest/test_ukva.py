@@ -184,6 +184,36 @@ class TestUkvaGuest:
         assert run(guest, "true") == "", "the guest still answers"
 
 
+    def test_threads_move_whole_page_tables_while_siblings_fault(
+            self, guest: dict[str, str]) -> None:
+        """ptstress's threads rounds alone (--kinds 16) on 2 vCPUs: threads of one mm move
+        their regions between 2 MiB-aligned addresses with mremap (whole page tables change
+        PMD slots: move_normal_pmd, which detaches the old window slot) while their siblings
+        fault, mprotect and munmap in the same mm; every page checked after every move. The
+        lab's ukva kernel has no THP, so every detach counted here is a mremap's."""
+        tr = "/sys/kernel/tracing"
+        run(guest, "sh", "-c",
+            f"echo > {tr}/kprobe_events && "
+            f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
+            f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
+            f"echo 1 > {tr}/events/kprobes/enable")
+        out = run(guest, "/workloads/ptstress", "--seconds", "30", "--kinds", "16",
+                  "--workers", "2", "--readers", "1", timeout=330)
+        run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
+        report = json.loads(out.strip().splitlines()[-1])
+        hits = {line.split()[0]: int(line.split()[1])
+                for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
+        print("threads-only ptstress:", report["rounds"], hits)
+        assert report["errors"] == 0 and report["pages_verified"] > 0, report
+        assert report["rounds"]["threads"] > 10, report["rounds"]
+        assert sum(report["rounds"].values()) == report["rounds"]["threads"]
+        # a round counted ran all its 8 iterations on each of its 2-4 threads, and every
+        # iteration moves at least one whole table (a thread's share of 8 MiB is >= 2 MiB)
+        assert hits["det"] >= 16 * report["rounds"]["threads"], (hits, report["rounds"])
+        assert hits["win"] > 1000, hits
+        assert console_problems(guest) == []
+
+
 # --- the workloads at their default sizes -------------------------------------------------------
 
 def test_every_workload_verified_its_work_on_both_kernels(study: dict) -> None:
