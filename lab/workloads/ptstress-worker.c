@@ -29,7 +29,11 @@ struct thr {
  * moved by mremap to another 2 MiB-aligned address: every whole 2 MiB of it
  * moves as a page table (move_normal_pmd), the rest PTE by PTE, while the
  * sibling threads fault and munmap in the same mm. The region at its new
- * place, checked, or NULL (errors counted, nothing left mapped).
+ * place, checked, or NULL (errors counted, nothing of ours left mapped).
+ *
+ * Once the region has moved, its old range is a hole that a sibling's mmap
+ * may take at once: only the reservation's PROT_NONE parts are unmapped after
+ * the move, never the old range.
  */
 static uint32_t *moved_aligned(struct ctx *c, size_t len, unsigned int salt)
 {
@@ -42,20 +46,23 @@ static uint32_t *moved_aligned(struct ctx *c, size_t len, unsigned int salt)
 	to = base + len_r;
 	if (map_anon(base, len, 1) == MAP_FAILED) {
 		failed(c, "mmap at the aligned address");
-		goto fail;
+		unmap(c, base, 2 * len_r);
+		return NULL;
 	}
 	if (fill(c, (uint32_t *)base, 0, n, salt) ||
-	    move_range(c, base, len, len, to, "mremap to the other aligned address") ||
-	    check(c, (uint32_t *)to, 0, n, salt, "after the aligned move"))
-		goto fail;
-	/* Keep only the moved region: the reservation around it goes. */
-	unmap(c, base, len_r);
-	if (len_r > len)
+	    move_range(c, base, len, len, to, "mremap to the other aligned address")) {
+		unmap(c, base, 2 * len_r);	/* not moved: all still ours */
+		return NULL;
+	}
+	if (len_r > len) {	/* the reservation's rest around the old range and the new */
+		unmap(c, base + len, len_r - len);
 		unmap(c, to + len, len_r - len);
+	}
+	if (check(c, (uint32_t *)to, 0, n, salt, "after the aligned move")) {
+		unmap(c, to, len);
+		return NULL;
+	}
 	return (uint32_t *)to;
-fail:
-	unmap(c, base, 2 * len_r);
-	return NULL;
 }
 
 /* One thread's burst: its own regions, next to its siblings' in one mm. */
