@@ -205,7 +205,7 @@ class TestUkvaGuest:
                 for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
         print("threads-only ptstress:", report["rounds"], hits)
         assert report["errors"] == 0 and report["pages_verified"] > 0, report
-        assert report["rounds"]["threads"] >= 2, report["rounds"]
+        assert report["rounds"]["threads"] >= 1, report["rounds"]   # 2 in 30 s here
         assert sum(report["rounds"].values()) == report["rounds"]["threads"]
         # a round counted ran all its 8 iterations on each of its 2-4 threads, and every
         # iteration moves at least one whole table (a thread's share of 8 MiB is >= 2 MiB)
