@@ -84,8 +84,8 @@ out:
 }
 
 /* mremap() to exactly @to (resize in place if @to is NULL), else an error. */
-static int move(struct ctx *c, void *from, size_t old_len, size_t new_len,
-		void *to, const char *what)
+int move_range(struct ctx *c, void *from, size_t old_len, size_t new_len,
+	       void *to, const char *what)
 {
 	void *q;
 
@@ -114,6 +114,29 @@ static int move(struct ctx *c, void *from, size_t old_len, size_t new_len,
 }
 
 /*
+ * @span bytes of PROT_NONE address space starting 2 MiB-aligned (reserved with
+ * 2 MiB to spare, the spare trimmed), so that mremap(MREMAP_FIXED) inside it
+ * can move whole page tables; NULL (an error counted) if mmap failed.
+ */
+char *reserve_aligned(struct ctx *c, size_t span)
+{
+	char *raw, *base;
+
+	raw = mmap(NULL, span + PMD_SIZE, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED) {
+		failed(c, "mmap reservation");
+		return NULL;
+	}
+	base = (char *)(((uintptr_t)raw + PMD_SIZE - 1) & ~(PMD_SIZE - 1));
+	if (base > raw)
+		unmap(c, raw, base - raw);
+	if (raw + span + PMD_SIZE > base + span)
+		unmap(c, base + span, raw + span + PMD_SIZE - (base + span));
+	return base;
+}
+
+/*
  * Layout, in one PROT_NONE reservation trimmed to start 2 MiB-aligned:
  *   a = base                    the region, filled here first
  *   b = base + len_r + 2 MiB    where it moves whole PMDs at a time
@@ -125,21 +148,13 @@ int round_mremap(struct ctx *c)
 	size_t len = region_len;
 	size_t len_r = (len + PMD_SIZE - 1) & ~(PMD_SIZE - 1);
 	size_t span = 2 * len_r + 2 * PMD_SIZE;
-	char *raw, *base, *a, *b, *u;
+	char *base, *a, *b, *u;
 	int done = 0;
 	void *p;
 
-	raw = mmap(NULL, span + PMD_SIZE, PROT_NONE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (raw == MAP_FAILED) {
-		failed(c, "mmap reservation");
+	base = reserve_aligned(c, span);
+	if (!base)
 		return 0;
-	}
-	base = (char *)(((uintptr_t)raw + PMD_SIZE - 1) & ~(PMD_SIZE - 1));
-	if (base > raw)
-		unmap(c, raw, base - raw);
-	if (raw + span + PMD_SIZE > base + span)
-		unmap(c, base + span, raw + span + PMD_SIZE - (base + span));
 	a = base;
 	b = base + len_r + PMD_SIZE;
 
@@ -151,7 +166,7 @@ int round_mremap(struct ctx *c)
 	if (fill(c, (uint32_t *)a, 0, n, 0))
 		goto out;
 	/* Whole PTE pages move from a's PMD slots to b's: move_normal_pmd. */
-	if (move(c, a, len, len, b, "mremap to the other aligned address"))
+	if (move_range(c, a, len, len, b, "mremap to the other aligned address"))
 		goto out;
 	if (check(c, (uint32_t *)b, 0, n, 0, "after the aligned move"))
 		goto out;
@@ -170,16 +185,16 @@ int round_mremap(struct ctx *c)
 	unmap(c, a, len);
 	/* One page off alignment: move_ptes, both PTE pages mapped at once. */
 	u = a + page_size;
-	if (move(c, b, len, len, u, "mremap to an unaligned address"))
+	if (move_range(c, b, len, len, u, "mremap to an unaligned address"))
 		goto out;
 	if (check(c, (uint32_t *)u, 0, n, 0, "after the unaligned move"))
 		goto out;
 	/* Shrink (the tail's PTEs zapped), then grow back in place. */
-	if (move(c, u, len, half * page_size, NULL, "mremap shrink"))
+	if (move_range(c, u, len, half * page_size, NULL, "mremap shrink"))
 		goto out;
 	if (check(c, (uint32_t *)u, 0, half, 0, "after shrinking"))
 		goto out;
-	if (move(c, u, half * page_size, len, NULL, "mremap grow in place"))
+	if (move_range(c, u, half * page_size, len, NULL, "mremap grow in place"))
 		goto out;
 	if (check(c, (uint32_t *)u, 0, half, 0, "after growing") ||
 	    check(c, (uint32_t *)u, half, n, ZERO, "grown part"))

@@ -24,6 +24,47 @@ struct thr {
 	size_t len;
 };
 
+/*
+ * A region of @len bytes filled with @salt at a 2 MiB-aligned address, then
+ * moved by mremap to another 2 MiB-aligned address: every whole 2 MiB of it
+ * moves as a page table (move_normal_pmd), the rest PTE by PTE, while the
+ * sibling threads fault and munmap in the same mm. The region at its new
+ * place, checked, or NULL (errors counted, nothing of ours left mapped).
+ *
+ * Once the region has moved, its old range is a hole that a sibling's mmap
+ * may take at once: only the reservation's PROT_NONE parts are unmapped after
+ * the move, never the old range.
+ */
+static uint32_t *moved_aligned(struct ctx *c, size_t len, unsigned int salt)
+{
+	size_t len_r = (len + PMD_SIZE - 1) & ~(PMD_SIZE - 1);
+	unsigned long n = len / page_size;
+	char *base = reserve_aligned(c, 2 * len_r), *to;
+
+	if (!base)
+		return NULL;
+	to = base + len_r;
+	if (map_anon(base, len, 1) == MAP_FAILED) {
+		failed(c, "mmap at the aligned address");
+		unmap(c, base, 2 * len_r);
+		return NULL;
+	}
+	if (fill(c, (uint32_t *)base, 0, n, salt) ||
+	    move_range(c, base, len, len, to, "mremap to the other aligned address")) {
+		unmap(c, base, 2 * len_r);	/* not moved: all still ours */
+		return NULL;
+	}
+	if (len_r > len) {	/* the reservation's rest around the old range and the new */
+		unmap(c, base + len, len_r - len);
+		unmap(c, to + len, len_r - len);
+	}
+	if (check(c, (uint32_t *)to, 0, n, salt, "after the aligned move")) {
+		unmap(c, to, len);
+		return NULL;
+	}
+	return (uint32_t *)to;
+}
+
 /* One thread's burst: its own regions, next to its siblings' in one mm. */
 static void *thread_burst(void *arg)
 {
@@ -37,15 +78,9 @@ static void *thread_burst(void *arg)
 	for (j = 0; j < BURST && !late(); j++) {
 		unsigned int salt = 16 + 2 * j;
 
-		p = map_anon(NULL, t->len, 0);
-		if (p == MAP_FAILED) {
-			failed(c, "mmap");
+		p = moved_aligned(c, t->len, salt);
+		if (!p)
 			break;
-		}
-		if (fill(c, p, 0, n, salt)) {
-			unmap(c, p, t->len);
-			break;
-		}
 		/* Grow: the PTEs move when it cannot grow in place. */
 		q = mremap(p, t->len, 2 * t->len, MREMAP_MAYMOVE);
 		if (q == MAP_FAILED) {
@@ -151,6 +186,8 @@ int worker_main(unsigned long w, int out)
 			};
 
 			kind = (int)((it + w) % NKINDS);
+			if (!(kind_mask & (1UL << kind)))
+				continue;
 			c.kind = kind_name[kind];
 			if (rounds[kind](&c))
 				res.rounds[kind]++;

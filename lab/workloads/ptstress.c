@@ -24,10 +24,13 @@
  *            (copy_pte_range, COW, exit teardown).
  *   exec     fork and execve this program with --exec-child, which maps,
  *            writes and checks a small region (a new mm, its teardown).
- *   threads  2-4 threads of the worker's mm each mmap, fill, mremap (grow,
- *            may move), check, mprotect and munmap their own regions, a short
- *            burst at the same time: PTE pages allocated, moved and freed
- *            while the other vCPU runs in the same mm.
+ *   threads  2-4 threads of the worker's mm each mmap a region at a 2 MiB-
+ *            aligned address, fill it, mremap it to another aligned address
+ *            (whole page tables move: move_normal_pmd, for every whole 2 MiB
+ *            of the thread's share of --mib), grow it (may move), check,
+ *            mprotect and munmap it, a short burst at the same time: PTE
+ *            pages allocated, moved whole and freed while the sibling
+ *            threads fault and munmap on the other vCPU in the same mm.
  * Meanwhile --readers processes list the workers and their children (the
  * workers' pids, plus every /proc/PID whose parent is a worker) and pread the
  * pagemap entries of every mapping in /proc/PID/maps, in chunks: a foreign
@@ -36,6 +39,7 @@
  * away in between are normal, not errors.
  *
  * Usage: ptstress [--seconds S] [--workers W] [--readers R] [--mib M] [--thp 0|1]
+ *                 [--kinds MASK]
  *        ptstress --exec-child WORKER ITERATION
  *   --seconds S   wall time to run
  *   --workers W   worker processes churning
@@ -46,6 +50,9 @@
  *                 each; needs CONFIG_TRANSPARENT_HUGEPAGE
  *   --mib M       MiB per region; a worker holds up to about 2 * M MiB at
  *                 once, its fork child M more
+ *   --kinds MASK  which kinds of round run: 1 fault, 2 mremap, 4 fork,
+ *                 8 exec, 16 threads (default 31, all); kinds left out
+ *                 report 0 rounds
  *   --exec-child  the exec target of the exec rounds (not for direct use)
  * (defaults and bounds: ptstress.toml)
  * Workers stop within about a second of the deadline (a round cut short by
@@ -104,6 +111,7 @@ size_t region_len;
 unsigned long region_pages;
 char self_path[PATH_MAX];
 int use_thp;
+unsigned long kind_mask;
 int result_fd = -1;
 int nohuge_taken;
 uint64_t collapses;
@@ -112,6 +120,7 @@ struct child_counts *child_counts;
 void print_usage(FILE *f)
 {
 	fprintf(f, "usage: ptstress [--seconds S] [--workers W] [--readers R] [--mib M] [--thp 0|1]\n"
+		   "                [--kinds MASK]\n"
 		   "       ptstress --exec-child WORKER ITERATION\n");
 }
 
@@ -176,6 +185,7 @@ int main(int argc, char **argv)
 	readers = params[PARAM_READERS].value;
 	mib = params[PARAM_MIB].value;
 	use_thp = (int)params[PARAM_THP].value;
+	kind_mask = params[PARAM_KINDS].value;
 	tot.workers = workers;
 	crew.n = workers + readers;
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
@@ -203,8 +213,8 @@ int main(int argc, char **argv)
 	printf("{\"workload\":\"ptstress\",\"unit\":\"round\",");
 	printf("\"ops\":%llu,\"errors\":%lu,\"elapsed_ns\":%lld,",
 	       tot.ops, tot.errors, t1 - t0);
-	printf("\"params\":{\"seconds\":%lu,\"workers\":%lu,\"readers\":%lu,\"mib\":%lu,\"thp\":%d},",
-	       seconds, workers, readers, mib, use_thp);
+	printf("\"params\":{\"seconds\":%lu,\"workers\":%lu,\"readers\":%lu,\"mib\":%lu,\"thp\":%d,\"kinds\":%lu},",
+	       seconds, workers, readers, mib, use_thp, kind_mask);
 	printf("\"rounds\":{");
 	for (k = 0; k < NKINDS; k++)
 		printf("%s\"%s\":%llu", k ? "," : "", kind_name[k],

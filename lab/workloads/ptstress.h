@@ -87,6 +87,7 @@ extern size_t region_len;	/* --mib in bytes */
 extern unsigned long region_pages;
 extern char self_path[PATH_MAX];
 extern int use_thp;		/* --thp 1: huge pages wanted, collapsed, split */
+extern unsigned long kind_mask;	/* --kinds: bit k set = rounds of kind k run */
 
 /* A worker's own. */
 extern int result_fd;		/* its end of the pipe */
@@ -117,7 +118,10 @@ pid_t fork_retry(struct ctx *c);
 int wait_child(pid_t pid);
 void child_died(struct ctx *c, const char *who, int status);
 
-/* ptstress-rounds.c: each returns 1 if it ran to its end, else 0 */
+/* ptstress-rounds.c: each round returns 1 if it ran to its end, else 0 */
+char *reserve_aligned(struct ctx *c, size_t span);
+int move_range(struct ctx *c, void *from, size_t old_len, size_t new_len,
+	       void *to, const char *what);
 int round_fault(struct ctx *c);
 int round_mremap(struct ctx *c);
 int round_fork(struct ctx *c);

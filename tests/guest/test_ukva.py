@@ -2,11 +2,13 @@
 workload runs on it at its default size with the page-table kmaps gone, and it survives
 page-table stress on 2 vCPUs with a clean console.
 
-Two stress runs: a short one on `ukva` itself (the kernel the studies measure), counting with
-kprobes that the stress reached the paths it is meant to reach; and 5 minutes on `ukva-debug`
+Three stress runs: a short one on `ukva` itself (the kernel the studies measure), counting with
+kprobes that the stress reached the paths it is meant to reach; threads of one mm moving whole
+page tables with mremap while their siblings fault and munmap; and 5 minutes on `ukva-debug`
 (the same series with DEBUG_VM, which cross-checks every window access against the pmd,
-lockdep, DEBUG_ATOMIC_SLEEP, full preemption and THP with MADV_COLLAPSE), where "the console
-stayed clean" means something: lockdep must still be armed at the end, the kernel untainted.
+lockdep, DEBUG_ATOMIC_SLEEP, full preemption, THP with MADV_COLLAPSE, and page poisoning
+armed with `page_poison=1`), where "the console stayed clean" means something: lockdep must
+still be armed at the end, the kernel untainted, no freed page written to.
 
 The kernels are built from linux-source-6.1 + vm/patches/ukva/ and cached by content (a cold
 build is ~20 min each on 2 cores). built-highpte is the same source and configuration without
@@ -42,7 +44,8 @@ SHORT_STRESS_SECONDS = 60
 #: banner ("RCU lockdep checking is enabled", "MAX_LOCKDEP_KEYS").
 CONSOLE_PROBLEMS = re.compile(
     r"Oops|BUG:|WARNING:|INFO: possible|lockdep is turned off|general protection fault"
-    r"|Call Trace|Kernel panic|bad pmd|UKVA.*(mismatch|stale)|blocked for more than")
+    r"|Call Trace|Kernel panic|bad pmd|UKVA.*(mismatch|stale)|blocked for more than"
+    r"|memory corruption")
 WINDOW = re.compile(r"UKVA page-table window at (0x[0-9a-f]+)-(0x[0-9a-f]+)")
 
 
@@ -55,10 +58,12 @@ def ukva_kernel() -> KernelArtifact:
     return build_kernel("ukva")
 
 
-def booted(config: str, root: Path) -> Iterator[dict[str, str]]:
-    """`lab up --config CONFIG --cpus 2`; yields the env that reaches it; `lab down` after."""
+def booted(config: str, root: Path, *append: str) -> Iterator[dict[str, str]]:
+    """`lab up --config CONFIG --cpus 2 [--append ARG]...`; yields the env that reaches it;
+    `lab down` after."""
     env = {"UKVA_LAB_RESULTS": str(root / "results"), "UKVA_LAB_STATE": str(root / "state")}
-    up = lab("up", "--config", config, "--cpus", "2", env=env)
+    up = lab("up", "--config", config, "--cpus", "2",
+             *(a for arg in append for a in ("--append", arg)), env=env)
     assert up.returncode == 0, up.stderr
     try:
         yield env
@@ -88,7 +93,7 @@ def guest(ukva_kernel: KernelArtifact,
 @pytest.fixture(scope="class")
 def debug_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     build_kernel("ukva-debug")
-    yield from booted("ukva-debug", tmp_path_factory.mktemp("ukva-debug-up"))
+    yield from booted("ukva-debug", tmp_path_factory.mktemp("ukva-debug-up"), "page_poison=1")
 
 
 def run(env: dict[str, str], *cmd: str, timeout: float = 120) -> str:
@@ -185,6 +190,36 @@ class TestUkvaGuest:
         assert run(guest, "true") == "", "the guest still answers"
 
 
+    def test_threads_move_whole_page_tables_while_siblings_fault(
+            self, guest: dict[str, str]) -> None:
+        """ptstress's threads rounds alone (--kinds 16) on 2 vCPUs: threads of one mm move
+        their regions between 2 MiB-aligned addresses with mremap (whole page tables change
+        PMD slots: move_normal_pmd, which detaches the old window slot) while their siblings
+        fault, mprotect and munmap in the same mm; every page checked after every move. The
+        lab's ukva kernel has no THP, so every detach counted here is a mremap's."""
+        tr = "/sys/kernel/tracing"
+        run(guest, "sh", "-c",
+            f"echo > {tr}/kprobe_events && "
+            f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
+            f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
+            f"echo 1 > {tr}/events/kprobes/enable")
+        out = run(guest, "/workloads/ptstress", "--seconds", "30", "--kinds", "16",
+                  "--workers", "2", "--readers", "1", timeout=330)
+        run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
+        report = json.loads(out.strip().splitlines()[-1])
+        hits = {line.split()[0]: int(line.split()[1])
+                for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
+        print("threads-only ptstress:", report["rounds"], hits)
+        assert report["errors"] == 0 and report["pages_verified"] > 0, report
+        assert report["rounds"]["threads"] >= 1, report["rounds"]   # 2 in 30 s here
+        assert sum(report["rounds"].values()) == report["rounds"]["threads"]
+        # a round counted ran all its 8 iterations on each of its 2-4 threads, and every
+        # iteration moves at least one whole table (a thread's share of 8 MiB is >= 2 MiB)
+        assert hits["det"] >= 16 * report["rounds"]["threads"], (hits, report["rounds"])
+        assert hits["win"] > 1000, hits
+        assert console_problems(guest) == []
+
+
 # --- the workloads at their default sizes -------------------------------------------------------
 
 def test_every_workload_verified_its_work_on_both_kernels(study: dict) -> None:
@@ -249,7 +284,12 @@ class TestDebugKernelStress:
 
     def test_five_minutes_of_stress_on_the_debug_kernel(self, debug_guest: dict[str, str]) -> None:
         env = debug_guest
-        assert "CONFIG_PROVE_LOCKING=y" in run(env, "sh", "-c", "zcat /proc/config.gz")
+        config = run(env, "sh", "-c", "zcat /proc/config.gz")
+        assert "CONFIG_PROVE_LOCKING=y" in config
+        # freed pages poisoned and checked on reuse: a write through a stale window slot into
+        # a freed page table would print "pagealloc: memory corruption"
+        assert "CONFIG_PAGE_POISONING=y" in config
+        assert "page_poison=1" in run(env, "cat", "/proc/cmdline").split()
         assert run(env, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
         thp = "/sys/kernel/mm/transparent_hugepage"
         run(env, "sh", "-c", f"echo madvise > {thp}/enabled && "

@@ -42,7 +42,7 @@ SPECS: dict[str, tuple[str, list[str]]] = {
     "taskpile": ("task", ["tasks", "step", "span_mib", "min_lowfree_mib"]),
     "mmapchurn": ("munmap", ["procs", "threads", "iters", "pages"]),
     "shellmix": ("script", ["files", "scripts", "concurrency"]),
-    "ptstress": ("round", ["seconds", "workers", "readers", "mib", "thp"]),
+    "ptstress": ("round", ["seconds", "workers", "readers", "mib", "thp", "kinds"]),
 }
 
 
@@ -233,6 +233,20 @@ def test_small_run(bins: dict[str, Path], name: str, tmp_path: Path) -> None:
     assert all(n > 0 for n in report["rounds"].values()), report["rounds"]
     assert report["pagemap_entries"] > 0 and report["pages_verified"] > 0
     assert report["elapsed_ns"] >= params["seconds"] * 1e9
+
+
+def test_ptstress_kinds_picks_the_rounds(bins: dict[str, Path]) -> None:
+    """--kinds 16: only threads rounds run (the stress that moves whole page tables while
+    sibling threads fault and munmap), the other kinds report 0; --kinds 3: fault and mremap."""
+    report = run_ok(bins["ptstress"], "ptstress",
+                    {"seconds": 2, "workers": 2, "readers": 0, "mib": 8, "kinds": 16})
+    assert report["rounds"]["threads"] > 0 and report["pages_verified"] > 0
+    assert {k: n for k, n in report["rounds"].items() if k != "threads"} == {
+        "fault": 0, "mremap": 0, "fork": 0, "exec": 0}
+    report = run_ok(bins["ptstress"], "ptstress",
+                    {"seconds": 1, "workers": 1, "readers": 0, "mib": 2, "kinds": 3})
+    assert report["rounds"]["fault"] > 0 and report["rounds"]["mremap"] > 0
+    assert report["rounds"]["fork"] == report["rounds"]["exec"] == report["rounds"]["threads"] == 0
 
 
 def test_faultstorm_faults_once_per_page(bins: dict[str, Path]) -> None:
