@@ -37,12 +37,20 @@ def xdist_group(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
 
 
+def grouped(config: pytest.Config) -> bool:
+    """Whether this process collects for `--dist loadgroup`. The xdist workers, which do the
+    collecting, see `dist` set to "no" and `loadgroup` set to True; a process that collects
+    without workers (`--collect-only`) still sees `dist`."""
+    option = config.option
+    return bool(getattr(option, "loadgroup", False)) or getattr(option, "dist", "no") == "loadgroup"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`: mark every test with its group (before xdist reads the marks)
     and order the groups longest first, a group's tests in their file order. Otherwise the
     tests run in file order (vm/patches/ukva/tests/mutate.sh relies on it with -x)."""
-    if getattr(config.option, "dist", "no") != "loadgroup":
+    if not grouped(config):
         return
     for item in items:
         if item.get_closest_marker("xdist_group") is None:

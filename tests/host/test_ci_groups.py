@@ -9,21 +9,37 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 TIERS = ("tests/guest", "tests/docker")
 
 
-def _conftest_table() -> dict[str, int]:
-    """tests/conftest.py's GROUP_SECONDS (tests/ is not a package: load the file itself)."""
+def _conftest() -> Any:
+    """tests/conftest.py as a module (tests/ is not a package: load the file itself)."""
     spec = importlib.util.spec_from_file_location("_tests_conftest", ROOT / "tests" / "conftest.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return dict(module.GROUP_SECONDS)
+    return module
 
 
-GROUP_SECONDS = _conftest_table()
+CONFTEST = _conftest()
+GROUP_SECONDS: dict[str, int] = CONFTEST.GROUP_SECONDS
+
+
+def test_workers_group_as_the_controller_asked() -> None:
+    """An xdist worker's options say dist "no" and loadgroup True (xdist rewrites them): it must
+    group, or every test is scheduled alone and a module's guest is booted on both workers
+    (the first CI run of this scheme did exactly that). Without xdist nothing is grouped."""
+    def config(**option: object) -> Any:
+        return SimpleNamespace(option=SimpleNamespace(**option))
+
+    assert CONFTEST.grouped(config(dist="no", loadgroup=True))         # a worker
+    assert CONFTEST.grouped(config(dist="loadgroup"))                  # --collect-only
+    assert not CONFTEST.grouped(config(dist="no", loadgroup=False))    # -n 2, --dist load
+    assert not CONFTEST.grouped(config())                              # no xdist at all
 
 
 def collected() -> list[str]:
