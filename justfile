@@ -27,10 +27,11 @@ report name:
     lab report analysis/{{name}}/
 
 # every test: the fast host tests, then the tests that boot real guests and the Docker image's,
-# on two pytest-xdist workers (one test group per worker at a time: tests/conftest.py)
+# on two pytest-xdist workers; --dist loadscope keeps a module's (or a class's) tests, which
+# share one booted guest or run, on one worker (xdist 3.8's loadgroup does nothing on pytest 9)
 test:
     pytest -q -n 2 tests/host
-    pytest -q -n 2 --dist loadgroup --durations=30 tests/guest tests/docker
+    pytest -q -n 2 --dist loadscope --durations=30 tests/guest tests/docker
 
 # build the ukva-lab Docker image unless the one for these files exists (tags ukva-lab, ukva-lab:KEY)
 image:

@@ -58,7 +58,6 @@ def _per_kind(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-@pytest.mark.xdist_group("ebpf-stacks")
 def test_lab_stacks_on_highpte_finds_fork_fault_and_cow_call_sites() -> None:
     (row,) = _stacks("highpte")
     assert row["config"] == "highpte" and row["units"] == 100
@@ -73,7 +72,6 @@ def test_lab_stacks_on_highpte_finds_fork_fault_and_cow_call_sites() -> None:
     assert max(map(len, text.stdout.splitlines())) < 80 and "copy_page_range" in text.stdout
 
 
-@pytest.mark.xdist_group("ebpf-latency")
 def test_lab_latency_on_highpte_times_every_fault() -> None:
     res = lab("latency", "--workload", "faultstorm", "--config", "highpte", "--param",
               "mib=4", "--function", "handle_mm_fault", "--json", timeout=1200)
@@ -87,7 +85,6 @@ def test_lab_latency_on_highpte_times_every_fault() -> None:
     assert 10 <= peak["slot"] <= 20, row["buckets"]
 
 
-@pytest.mark.xdist_group("ebpf-stacks-ukva")
 def test_ukva_kmaps_left_per_fork_are_cow_copies_and_the_fork_child_side() -> None:
     rows = {r["config"]: r for r in _stacks("built-highpte,ukva", procs=200)}
     base, ukva = _per_kind(rows["built-highpte"]), _per_kind(rows["ukva"])

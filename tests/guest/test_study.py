@@ -22,7 +22,6 @@ pytestmark = pytest.mark.guest
 PLAN = Path(__file__).parent.parent / "data" / "study-ci.toml"
 
 
-@pytest.mark.xdist_group("study-resume")
 def test_study_killed_midway_resumes_without_losing_anything(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "lab", "study", str(PLAN), "--backend",
                              "ftrace"],
@@ -70,7 +69,6 @@ def test_study_killed_midway_resumes_without_losing_anything(tmp_path: Path) -> 
         assert 1 <= log.count("lab-agent: serving") <= 2
 
 
-@pytest.mark.xdist_group("study-profile")
 def test_profile_diff(tmp_path: Path) -> None:
     # faultstorm: every fault maps its PTE page, a highmem kmap under highpte only.
     res = lab("profile", "--workload", "faultstorm", "--config", "highpte,lowpte",

@@ -132,7 +132,6 @@ def stress(env: dict[str, str], seconds: int, *args: str) -> dict[str, Any]:
 
 # --- the kernel -------------------------------------------------------------------------------
 
-@pytest.mark.xdist_group("ukva-guest")
 class TestUkvaGuest:
     """`lab up --config ukva --cpus 2`, powered off after these tests."""
 
@@ -278,7 +277,6 @@ def test_shadow_pages_are_page_tables_in_lowmem(study: dict) -> None:
     assert abs((pt["ukva"] - pt["built-highpte"]) - shadow) <= 1.3, (pt, low)
 
 
-@pytest.mark.xdist_group("ukva-debug")
 class TestDebugKernelStress:
     """`lab up --config ukva-debug --cpus 2`, powered off after the stress."""
 
@@ -336,7 +334,6 @@ class TestDebugKernelStress:
         assert len(re.findall(r"WARNING:", run(env, "dmesg"))) == 2
 
 
-@pytest.mark.xdist_group("ukva-nopti")
 def test_nopti_keeps_the_window_with_a_private_kernel_pmd(
         ukva_kernel: KernelArtifact, tmp_path: Path) -> None:
     """Without PTI the kernel PMD is shared by default; a UKVA kernel forces it private
