@@ -146,7 +146,7 @@ int round_mremap(struct ctx *c)
 {
 	unsigned long n = region_pages, half = region_pages / 2;
 	size_t len = region_len;
-	size_t len_r = (len + PMD_SIZE - 1) & ~(PMD_SIZE - 1);
+	size_t len_r = pmd_round_up(len);
 	size_t span = 2 * len_r + 2 * PMD_SIZE;
 	char *base, *a, *b, *u;
 	int done = 0;

@@ -37,7 +37,7 @@ struct thr {
  */
 static uint32_t *moved_aligned(struct ctx *c, size_t len, unsigned int salt)
 {
-	size_t len_r = (len + PMD_SIZE - 1) & ~(PMD_SIZE - 1);
+	size_t len_r = pmd_round_up(len);
 	unsigned long n = len / page_size;
 	char *base = reserve_aligned(c, 2 * len_r), *to;
 

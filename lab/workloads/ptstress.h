@@ -97,6 +97,12 @@ extern struct child_counts *child_counts;
 
 extern const char *const kind_name[NKINDS];
 
+/* @len rounded up to whole 2 MiB blocks (PMDs): what an aligned move spans. */
+static inline size_t pmd_round_up(size_t len)
+{
+	return (len + PMD_SIZE - 1) & ~(PMD_SIZE - 1);
+}
+
 static inline int late(void)
 {
 	return now_ns() >= deadline;

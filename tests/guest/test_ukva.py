@@ -118,6 +118,23 @@ def vmstat(env: dict[str, str]) -> dict[str, int]:
                                    .splitlines())}
 
 
+def count_kprobes(env: dict[str, str], probes: dict[str, str]) -> None:
+    """Replace the guest's kprobe events with ``probes`` (event name: symbol) and enable them."""
+    tr = "/sys/kernel/tracing"
+    events = " && ".join(f"echo 'p:{name} {symbol}' >> {tr}/kprobe_events"
+                         for name, symbol in probes.items())
+    run(env, "sh", "-c", f"echo > {tr}/kprobe_events && {events} && "
+        f"echo 1 > {tr}/events/kprobes/enable")
+
+
+def kprobe_hits(env: dict[str, str]) -> dict[str, int]:
+    """Disable the kprobe events and read each one's hits from kprobe_profile."""
+    tr = "/sys/kernel/tracing"
+    run(env, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
+    return {line.split()[0]: int(line.split()[1])
+            for line in run(env, "cat", f"{tr}/kprobe_profile").splitlines()}
+
+
 def stress(env: dict[str, str], seconds: int, *args: str) -> dict[str, Any]:
     out = run(env, "/workloads/ptstress", "--seconds", str(seconds), *args,
               timeout=seconds + 300)
@@ -162,20 +179,11 @@ class TestUkvaGuest:
 
     def test_stress_reaches_the_window_paths(self, guest: dict[str, str]) -> None:
         assert run(guest, "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
-        tr = "/sys/kernel/tracing"
-        run(guest, "sh", "-c",
-            f"echo 'p:sa pmd_alloc_ukva' > {tr}/kprobe_events && "
-            f"echo 'p:sf pmd_free_ukva' >> {tr}/kprobe_events && "
-            f"echo 'p:pa pgd_alloc' >> {tr}/kprobe_events && "
-            f"echo 'p:pf pgd_free' >> {tr}/kprobe_events && "
-            f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
-            f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
-            f"echo 'p:ex ukva_exit_mmap' >> {tr}/kprobe_events && "
-            f"echo 1 > {tr}/events/kprobes/enable")
+        count_kprobes(guest, {"sa": "pmd_alloc_ukva", "sf": "pmd_free_ukva", "pa": "pgd_alloc",
+                              "pf": "pgd_free", "win": "ukva_pte_offset_map",
+                              "det": "ukva_pmd_table_detach", "ex": "ukva_exit_mmap"})
         stress(guest, SHORT_STRESS_SECONDS)
-        run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
-        hits = {line.split()[0]: int(line.split()[1])
-                for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
+        hits = kprobe_hits(guest)
         # one shadow set per mm created and torn down, dozens of mms (~53 per 30 s here), the
         # window in constant use, and whole page tables moved by mremap (move_normal_pmd's hook)
         assert hits["sa"] > 20 and abs(hits["sa"] - hits["pa"]) <= 2, hits
@@ -188,7 +196,6 @@ class TestUkvaGuest:
         assert console_problems(guest) == []
         assert run(guest, "true") == "", "the guest still answers"
 
-
     def test_threads_move_whole_page_tables_while_siblings_fault(
             self, guest: dict[str, str]) -> None:
         """ptstress's threads rounds alone (--kinds 16) on 2 vCPUs: threads of one mm move
@@ -196,18 +203,11 @@ class TestUkvaGuest:
         PMD slots: move_normal_pmd, which detaches the old window slot) while their siblings
         fault, mprotect and munmap in the same mm; every page checked after every move. The
         lab's ukva kernel has no THP, so every detach counted here is a mremap's."""
-        tr = "/sys/kernel/tracing"
-        run(guest, "sh", "-c",
-            f"echo > {tr}/kprobe_events && "
-            f"echo 'p:det ukva_pmd_table_detach' >> {tr}/kprobe_events && "
-            f"echo 'p:win ukva_pte_offset_map' >> {tr}/kprobe_events && "
-            f"echo 1 > {tr}/events/kprobes/enable")
+        count_kprobes(guest, {"det": "ukva_pmd_table_detach", "win": "ukva_pte_offset_map"})
         out = run(guest, "/workloads/ptstress", "--seconds", "30", "--kinds", "16",
                   "--workers", "2", "--readers", "1", timeout=330)
-        run(guest, "sh", "-c", f"echo 0 > {tr}/events/kprobes/enable")
+        hits = kprobe_hits(guest)
         report = json.loads(out.strip().splitlines()[-1])
-        hits = {line.split()[0]: int(line.split()[1])
-                for line in run(guest, "cat", f"{tr}/kprobe_profile").splitlines()}
         print("threads-only ptstress:", report["rounds"], hits)
         assert report["errors"] == 0 and report["pages_verified"] > 0, report
         assert report["rounds"]["threads"] >= 1, report["rounds"]   # 2 in 30 s here

@@ -38,7 +38,8 @@ def test_3(guest): time.sleep(0.2)
 
 
 def test_loadscope_keeps_a_modules_and_a_classs_tests_on_one_worker(tmp_path: Path) -> None:
-    for name in ("test_one", "test_two", "test_three"):
+    modules = ["test_one", "test_two", "test_three"]
+    for name in modules:
         (tmp_path / f"{name}.py").write_text(SUITE)
     log = tmp_path / "setups.txt"
     res = subprocess.run(
@@ -51,7 +52,5 @@ def test_loadscope_keeps_a_modules_and_a_classs_tests_on_one_worker(tmp_path: Pa
     setups = log.read_text().split("\n")[:-1]
     scopes = [line.split()[0] for line in setups]
     # each module fixture and each class fixture set up exactly once, whichever worker ran it
-    assert sorted(scopes) == sorted(
-        [m for m in ("test_one", "test_two", "test_three")] +
-        [f"{m}.TestBoot" for m in ("test_one", "test_two", "test_three")]), setups
+    assert sorted(scopes) == sorted(modules + [f"{m}.TestBoot" for m in modules]), setups
     assert {line.split()[1] for line in setups} == {"gw0", "gw1"}, "both workers had work"
