@@ -65,8 +65,11 @@ def render_stacks(rows: list[dict[str, Any]], top: int = 8) -> str:
     """The top call sites per configuration, under 80 columns."""
     out = []
     for row in rows:
-        out.append(f"{row['config']}: {row['probe']}, {row['per_unit']:.2f} per {row['unit']} "
-                   f"({row['hits']} hits, {row['units']} {row['unit']}s, {row['lost']} lost)")
+        head = f"{row['config']}: {row['probe']}, {row['per_unit']:.2f} per {row['unit']}"
+        counts = f"({row['hits']} hits, {row['units']} {row['unit']}s, {row['lost']} lost)"
+        # one line while it fits (long configuration names and counts do not): counts below
+        out.extend([f"{head} {counts}"] if len(head) + 1 + len(counts) < 80
+                   else [head, f"  {counts}"])
         out.append(f"  {'per ' + row['unit']:>9} {'share':>6}  call site (caller < its caller)")
         for s in row["sites"][:top]:
             out.append(f"  {s['per_unit']:9.2f} {s['share']:6.1%}  {_clip(s['site'], 59)}")

@@ -67,6 +67,14 @@ def test_render_stacks_fits_80_columns(records: list[dict[str, Any]]) -> None:
     assert max(map(len, text.splitlines())) < 80
     assert text.startswith("highpte: __kmap_local_pfn_prot, ")
     assert "more call sites" in text
+    # a long configuration name and hits lost (CI once lost 97 of 13,839 stacks) still fit:
+    # the counts move to a line of their own
+    rows = stack_rows(records, depth=8)
+    rows[0].update(config="built-highpte", lost=97)
+    lines = render_stacks(rows, top=5).splitlines()
+    assert max(map(len, lines)) < 80
+    assert lines[0] == f"built-highpte: __kmap_local_pfn_prot, {rows[0]['per_unit']:.2f} per fork"
+    assert lines[1].startswith("  (") and lines[1].endswith(", 97 lost)")
 
 
 def test_latency_rows_and_render(records: list[dict[str, Any]]) -> None:
