@@ -41,19 +41,13 @@ for attempt in 1 2; do
 done
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
 
-# Python >= 3.11.4: bundle import relies on tarfile's extraction filters (PEP 706). Debian
-# bookworm's own python3 is 3.11.2 without them, so take a newer one from PATH, or PYTHON=.
-py_ok() { "$1" -c 'import sys, tarfile; sys.exit(not (sys.version_info >= (3, 11, 4) and hasattr(tarfile, "data_filter")))' 2>/dev/null; }
-PY=${PYTHON:-}
-if [ -z "$PY" ]; then
-  # PATH first, then pyenv's installed versions (a non-login shell may not have its shims)
-  for cand in python3 python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[1-9]*/bin/python3; do
-    if command -v "$cand" >/dev/null && py_ok "$cand"; then PY=$cand; break; fi
-  done
-fi
-if [ -z "$PY" ] || ! py_ok "$PY"; then
-  echo "setup: error: need Python >= 3.11.4 (tarfile's data filter); $(python3 --version 2>&1) is too old." >&2
-  echo "setup: install a newer Python (pyenv, uv python install 3.12) and re-run with PYTHON=/path/to/python3" >&2
+# Python >= 3.11: Debian bookworm's own python3 (3.11.2) does. Bundle import needs tarfile's
+# extraction filters (PEP 706, stdlib from 3.11.4); below that pip brings backports.tarfile
+# (pyproject.toml). PYTHON=/path/to/python3 picks another interpreter.
+py_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+PY=${PYTHON:-python3}
+if ! py_ok "$PY"; then
+  echo "setup: error: need Python >= 3.11; $("$PY" --version 2>&1) is too old (set PYTHON=/path/to/python3)" >&2
   exit 1
 fi
 if [ -x .venv/bin/python ] && ! py_ok .venv/bin/python; then

@@ -3,6 +3,11 @@
 Each member header is checked before any data is read, the decompressed stream is capped,
 every member is hashed against bundle.json, and extraction uses tarfile's ``data`` filter with
 the same header checks again, then re-hashes what landed on disk.
+
+The filters (PEP 706) are in the standard library from Python 3.11.4. Debian bookworm's python3
+is 3.11.2, so there the same module comes from ``backports.tarfile`` (CPython's tarfile,
+packaged on PyPI; pyproject.toml asks for it only below 3.11.4): set-up on a fresh bookworm
+and the Docker image use Debian's own interpreter instead of building one.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import io
 import os
 import re
+import importlib
 import stat
 import tarfile
 import tempfile
@@ -37,7 +43,10 @@ from .index import (
     _kind,
 )
 
-__all__ = ["verify_bundle", "extracted"]
+__all__ = ["verify_bundle", "extracted", "tarfile"]
+
+if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: the backport (module docstring)
+    tarfile = importlib.import_module("backports.tarfile")  # type: ignore[assignment]
 
 
 class _CappedReader:

@@ -53,8 +53,8 @@ if ! DOCKER_BUILDKIT=0 docker build --network host -t "$NAME:$key" -t "$NAME:lat
   echo "image: error: docker build failed (log: $log)" >&2
   exit 1
 fi
-# older keys' images go (their layers shared with this one stay); the stage-1 cache, untagged,
-# stays too, so the next build does not compile Python again
+# older keys' images go; their layers shared with this one (apt, pip) stay, so the next build
+# after a change to lab/, vm/ or the README redoes only the last layers
 docker image ls --format '{{.Repository}}:{{.Tag}}' "$NAME" | grep -vx -e "$NAME:$key" -e "$NAME:latest" \
   | xargs -r docker rmi >/dev/null || true
 size=$(docker image inspect -f '{{.Size}}' "$NAME:$key" | awk '{printf "%.0f MB", $1/1e6}')
