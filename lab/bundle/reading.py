@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib
 import io
 import os
 import re
-import importlib
 import stat
 import tarfile
 import tempfile
