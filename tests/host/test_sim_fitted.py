@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 
 from lab.cli import app
 from lab.notebook import open_runs
+from lab.results import RunDir
 from lab.simmodel import default_model_path, load_model
 from lab.simmodel.check import check_rows, headline_targets, markdown_table
 
@@ -27,20 +29,6 @@ ROOT = Path(__file__).parents[2]
 FIT = ["analysis/sim-fit/", "analysis/sim-mem/"]
 HOLDOUT = "analysis/sim-holdout/"
 BOUND = 0.10
-_CRNG = ("the built kernels' exec cost depends on whether the boot's crng has initialised "
-         "(random: crng init done): it had in the fit boots, not in the held-out ones")
-_RARE = ("2-3 PTE pages per run on ukva whatever the parameters: one event more or less is "
-         "20-30 %")
-#: (workload, config, figure) that miss the bound on the held-out runs, and why (README,
-#: "The sim backend"). Exactly these miss: the README's account is checked both ways.
-KNOWN_MISSES: dict[tuple[str, str, str], str] = {
-    ("execstorm", "built-highpte", "guest_ns"): _CRNG,
-    ("execstorm", "built-lowpte", "guest_ns"): _CRNG,
-    ("execstorm", "ukva", "guest_ns"): _CRNG,
-    ("forkstorm", "ukva", "__pte_alloc"): _RARE,
-    ("mmapchurn", "ukva", "__pte_alloc"): _RARE,
-}
-
 runner = CliRunner()
 
 
@@ -92,13 +80,11 @@ def test_every_headline_figure_within_ten_percent_on_held_out_runs(
                                               "built-lowpte", "ukva"}
     missed = {(r["workload"], r["config"], r["target"]): r["error"] for r in checked
               if r["error"] is None or abs(r["error"]) > BOUND}
-    assert set(missed) == set(KNOWN_MISSES), "\n".join(
-        f"{k}: {v}" for k, v in sorted(missed.items(), key=str))
-    # the misses stay bounded: the crng's exec cost is 15 %, a rare count's one event 25 %
-    assert all(e is not None and abs(e) < 0.25 for e in missed.values())
+    assert not missed, "\n".join(f"{k}: {v}" for k, v in sorted(missed.items(), key=str))
     guest = [r for r in checked if r["target"] == "guest_ns"]
     assert len(guest) == 30
-    assert sum(abs(r["error"]) <= BOUND for r in guest) == 27
+    # guest time on crng-ready boots: the 15 % exec-cost miss of the older bundles is gone
+    assert max(abs(r["error"]) for r in guest) < 0.02
 
 
 def test_the_readme_table_is_what_the_bundles_give(held_out: list[dict[str, Any]]) -> None:
@@ -164,24 +150,32 @@ def _check(study: str) -> list[dict[str, Any]]:
 
 def test_the_issues_forkstorm_example_is_now_within_three_percent() -> None:
     """Issue 15's example: the hand-set model gave 101.4 and 39.5 highmem kmaps per fork
-    (procs=1000 touch=16) where analysis/highpte-cost/'s guest gave 137.2 and 60.1."""
+    (procs=1000 touch=16) where analysis/highpte-cost/'s guest gave 137.2 and 60.1. Guest
+    time there within 5 %: that study's boots predate the crng seeding (README), which moved
+    fork's cost a little and exec's by 13 %."""
     rows = {(r["config"], r["target"]): r for r in _check("analysis/highpte-cost/")
             if r["workload"] == "forkstorm"}
     for cfg in ("highpte", "lowpte"):
-        for target in ("__kmap_local_pfn_prot", "guest_ns"):
+        for target, bound in (("__kmap_local_pfn_prot", 0.03), ("guest_ns", 0.05)):
             r = rows[(cfg, target)]
-            assert abs(r["error"]) < 0.03, (cfg, target, r["error"])
+            assert abs(r["error"]) < bound, (cfg, target, r["error"])
             assert r["other_kernel"] is None
             assert r["extrapolated"] == ["procs=1000 outside the fitted 300..800"]
     assert rows[("highpte", "__kmap_local_pfn_prot")]["observed"] == pytest.approx(137.2, 1e-3)
 
 
-def test_check_names_runs_of_another_kernel_build() -> None:
-    """The held-out runs used the ukva build the model was fitted on: no row names another
-    kernel. analysis/ukva/ was republished on a later build of the series (0009): every ukva
-    row names the run's kernel, and only the ukva rows."""
+def test_check_names_runs_of_another_kernel_build(tmp_path: Path) -> None:
+    """The held-out runs used the builds the model was fitted on: no row names another
+    kernel. The same runs with the ukva bzImage's hash changed in their manifest (as after a
+    rebuild of the series): every ukva row names the run's kernel, and only the ukva rows."""
     assert {r["other_kernel"] for r in _check(HOLDOUT)} == {None}
-    rows = _check("analysis/ukva/")
+    with ExitStack() as stack:
+        (run,) = open_runs(stack, [str(ROOT / HOLDOUT)])
+        copy = shutil.copytree(run.path, tmp_path / run.path.name)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["configs"]["ukva"]["kernel"]["bzimage_sha256"] = "0123456789ab" + "0" * 52
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    rows = check_rows(load_model(), [RunDir(copy)])
     named = {r["other_kernel"] for r in rows if r["config"] == "ukva"}
-    assert len(named) == 1 and next(iter(named)).startswith("linux-source-6.1 6.1.192-3 (bzImage")
+    assert named == {"linux-source-6.1 6.1.192-3 (bzImage 0123456789ab)"}
     assert {r["other_kernel"] for r in rows if r["config"] != "ukva"} == {None}
