@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import MissingPackageError, UsageError
+from .procident import start_ticks
 
 __all__ = [
     "BootSpec",
@@ -165,31 +166,6 @@ try:  # resolved before any fork: the child must not dlopen anything
 except (OSError, AttributeError):  # not Linux
     _prctl = None
 
-#: The watchdog (a separate process, when pdeathsig cannot be used): poll the owner, and
-#: SIGKILL QEMU (the same process: pid and start time) as soon as the owner is gone.
-_WATCHDOG = """
-import sys, time, psutil
-owner, qemu = int(sys.argv[1]), int(sys.argv[3])
-owner_t, qemu_t = float(sys.argv[2]), float(sys.argv[4])
-def alive(pid, t):
-    try:
-        p = psutil.Process(pid)
-        return abs(p.create_time() - t) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-while alive(qemu, qemu_t):
-    if not alive(owner, owner_t):
-        try:
-            p = psutil.Process(qemu)
-            if abs(p.create_time() - qemu_t) < 1.0:
-                p.kill()
-        except psutil.Error:
-            pass
-        break
-    time.sleep(0.25)
-"""
-
-
 def _child_setup(parent: int, pdeathsig: bool) -> None:
     """Runs in the forked child before exec (async-signal-safe calls only, no imports)."""
     os.umask(0o077)  # QEMU's sockets (QMP, agent) private to the user whatever the umask
@@ -206,8 +182,8 @@ def spawn_qemu(argv: list[str], stderr: IO[bytes] | IO[str], *, die_with_parent:
     ``die_with_parent``: the guest belongs to this process (a trace, study, profile, test) and
     must not outlive it, even on SIGKILL. PR_SET_PDEATHSIG fires when the *thread* that forked
     exits, so it is used only when forking from the main thread (which lives as long as the
-    process); from any other thread a small watchdog process polls this one instead. ``lab up``
-    passes False: that guest is long-lived on purpose.
+    process); from any other thread a small watchdog process (``lab.guest.watchdog``) polls
+    this one instead. ``lab up`` passes False: that guest is long-lived on purpose.
     """
     parent = os.getpid()
     main = threading.current_thread() is threading.main_thread()
@@ -221,11 +197,9 @@ def spawn_qemu(argv: list[str], stderr: IO[bytes] | IO[str], *, die_with_parent:
         preexec_fn=lambda: _child_setup(parent, pdeath),  # noqa: PLW1509 - see _child_setup
     )
     if die_with_parent and not main:
-        import psutil
-
-        times = [repr(psutil.Process(pid).create_time()) for pid in (parent, proc.pid)]
+        ids = [str(x) for pid in (parent, proc.pid) for x in (pid, start_ticks(pid))]
         subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(parent), times[0], str(proc.pid), times[1]],
+            [sys.executable, "-m", "lab.guest.watchdog", *ids],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )

@@ -24,6 +24,7 @@ from ..paths import ensure_state_dir, private_dir, state_dir
 from ..polling import wait_until
 from .agent import AgentClient, AgentUnavailable, ExecResult
 from .console import first_fatal, read_console, scan_console
+from .procident import start_ticks
 from .qemu import BootSpec, build_qemu_argv, spawn_qemu
 
 __all__ = ["Instance", "Guest"]
@@ -112,13 +113,20 @@ class Guest:
         """Why the recorded QEMU process is not ours any more; None while it is.
 
         The pid must exist, have the start time recorded at boot (a recycled pid has a later
-        one) and run the argv recorded at boot (another program reusing the pid does not).
+        one) and run the argv recorded at boot (another program reusing the pid does not). The
+        start time is compared in clock ticks since boot (``procident``), which a step of the
+        wall clock does not move; state written before the lab recorded ticks has only
+        psutil's wall-clock ``create_time``, compared within a second.
         """
         self._proc = None
         pid = self.state.get("pid")
         try:
             p = psutil.Process(int(pid))  # type: ignore[arg-type]
-            if abs(p.create_time() - float(self.state["create_time"])) > 1.0:
+            if "start_ticks" in self.state:
+                reused = start_ticks(p.pid) != int(self.state["start_ticks"])
+            else:
+                reused = abs(p.create_time() - float(self.state["create_time"])) > 1.0
+            if reused:
                 return f"pid {pid} was reused by another process ({p.name()})"
             if p.status() == psutil.STATUS_ZOMBIE:
                 try:
@@ -201,7 +209,8 @@ class Guest:
         state = {
             **meta,
             "pid": proc.pid,
-            "create_time": psutil.Process(proc.pid).create_time(),
+            "create_time": psutil.Process(proc.pid).create_time(),  # for people; see stale_reason
+            "start_ticks": start_ticks(proc.pid),
             "argv": argv,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "console_log": str(instance.console_log),
