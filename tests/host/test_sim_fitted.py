@@ -150,18 +150,20 @@ def _check(study: str) -> list[dict[str, Any]]:
 
 def test_the_issues_forkstorm_example_is_now_within_three_percent() -> None:
     """Issue 15's example: the hand-set model gave 101.4 and 39.5 highmem kmaps per fork
-    (procs=1000 touch=16) where analysis/highpte-cost/'s guest gave 137.2 and 60.1. Guest
-    time there within 5 %: that study's boots predate the crng seeding (README), which moved
-    fork's cost a little and exec's by 13 %."""
+    (procs=1000 touch=16) where analysis/highpte-cost/'s guest gave 137.2 and 60.1. That
+    study, re-recorded on crng-ready boots (2026-12-03), gives 139.2 and 61.1: one of its three
+    runs per configuration had the layout with one more PTE page per fork (README, sim-holdout),
+    two more kmaps. Kmaps and guest time within 3 %."""
     rows = {(r["config"], r["target"]): r for r in _check("analysis/highpte-cost/")
             if r["workload"] == "forkstorm"}
     for cfg in ("highpte", "lowpte"):
-        for target, bound in (("__kmap_local_pfn_prot", 0.03), ("guest_ns", 0.05)):
+        for target, bound in (("__kmap_local_pfn_prot", 0.03), ("guest_ns", 0.03)):
             r = rows[(cfg, target)]
             assert abs(r["error"]) < bound, (cfg, target, r["error"])
             assert r["other_kernel"] is None
             assert r["extrapolated"] == ["procs=1000 outside the fitted 300..800"]
-    assert rows[("highpte", "__kmap_local_pfn_prot")]["observed"] == pytest.approx(137.2, 1e-3)
+    # the study is the issue's example: 137.2 per fork, or 2 more in a run with one more PTE page
+    assert 137.0 < rows[("highpte", "__kmap_local_pfn_prot")]["observed"] < 139.5
 
 
 def test_check_names_runs_of_another_kernel_build(tmp_path: Path) -> None:
