@@ -150,7 +150,7 @@ def stress(env: dict[str, str], seconds: int, *args: str) -> dict[str, Any]:
     assert report["errors"] == 0, report
     assert report["elapsed_ns"] >= seconds * 1e9
     assert set(report["rounds"]) == {"fault", "mremap", "fork", "exec", "threads"}
-    assert all(n > 0 for n in report["rounds"].values()), report["rounds"]
+    assert all(n > 0 for n in report["rounds"].values()), json.dumps(report)
     assert report["pagemap_entries"] > 0 and report["pages_verified"] > 0
     return report
 
@@ -358,7 +358,11 @@ def test_nopti_keeps_the_window_with_a_private_kernel_pmd(
         assert out["control"]["read"] == "ok" and out["refused"] == out["attempts"] == 3
         report = json.loads(run(env, "/workloads/faultstorm").strip().splitlines()[-1])
         assert report["errors"] == 0
-        stress(env, 20)
+        # 60 s, not 20: twice in CI (2026-12-02 and -03, a loaded host) every worker of a
+        # 20-second run was still inside a threads round at the deadline (0 threads rounds),
+        # which idle runs of the same boot finish in ~2 s; not reproduced beside one other
+        # busy guest (10 threads rounds in 20 s). The full report is in the message if it recurs.
+        stress(env, SHORT_STRESS_SECONDS)
         assert console_problems(env) == []
     finally:
         lab("down", env=env)
