@@ -115,8 +115,9 @@ class Guest:
         The pid must exist, have the start time recorded at boot (a recycled pid has a later
         one) and run the argv recorded at boot (another program reusing the pid does not). The
         start time is compared in clock ticks since boot (``procident``), which a step of the
-        wall clock does not move; state written before the lab recorded ticks has only
-        psutil's wall-clock ``create_time``, compared within a second.
+        wall clock does not move; state written by an older lab (a ``lab up`` guest that
+        outlived an upgrade) has only psutil's wall-clock ``create_time``, compared within a
+        second.
         """
         self._proc = None
         pid = self.state.get("pid")
@@ -209,8 +210,7 @@ class Guest:
         state = {
             **meta,
             "pid": proc.pid,
-            "create_time": psutil.Process(proc.pid).create_time(),  # for people; see stale_reason
-            "start_ticks": start_ticks(proc.pid),
+            "start_ticks": start_ticks(proc.pid),  # identity with pid: see stale_reason
             "argv": argv,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "console_log": str(instance.console_log),
