@@ -5,6 +5,10 @@ each) on this machine, or an existing cluster (``dask scheduler`` + ``dask worke
 guest=1`` on each machine, or SSHCluster). Every unit (lab/units.py: one boot, one cell's
 repeats) asks for the worker resource ``guest=1``, so a worker runs one QEMU at a time.
 
+The host hands out units itself, longest first (lab/unit_order.py), no more at a time than the
+cluster has guest slots: Dask binds a resource-restricted task to a worker when it is
+submitted, so submitting all at once left one worker idle while the other had a queue.
+
 This process stays the only writer of the run directory: results are taken with
 ``as_completed`` and appended as they arrive, so resume, the soft-lockup reboot, exit codes and
 the one progress bar behave as in the serial driver (lab/trace.py). A worker that dies
@@ -37,6 +41,7 @@ from .trace import (
     run_status,
 )
 from .tracers import get_backend
+from .unit_order import longest_first
 from .units import Unit, UnitResult, fresh_records, measure_unit, plan_units
 
 if TYPE_CHECKING:
@@ -123,6 +128,13 @@ def _submit(client: Client, unit: Unit) -> Future:
                          pure=False)
 
 
+def guest_slots(client: Client) -> int:
+    """How many units the cluster can run at once now: its workers' ``guest`` resources (at
+    least 1, so a study waits for a worker rather than stopping)."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+    return max(1, int(sum(w.get("resources", {}).get(RESOURCE, 0) for w in workers)))
+
+
 def merge_result(run: RunDir, res: UnitResult, done: set[tuple]) -> list[dict[str, Any]]:
     """Write what a unit brought back into the run; return the records that were new."""
     for name, meta in res.meta.items():
@@ -134,7 +146,14 @@ def merge_result(run: RunDir, res: UnitResult, done: set[tuple]) -> list[dict[st
     workers = run.manifest().get("workers", {})
     addr = res.worker.get("address", res.worker.get("hostname", "?"))
     workers[addr] = {k: res.worker.get(k) for k in ("hostname", "platform", "cpus")}
-    run.update_manifest(workers=workers)
+    # Which worker ran what, for how long: the schedule can be read back (and the order's
+    # estimates checked against it: lab/unit_order.py).
+    u = res.unit
+    timeline = [*run.manifest().get("unit_log", []),
+                {"config": u.config, "workload": u.workload, "repeats": list(u.repeats),
+                 "attempt": u.attempt, "worker": addr, "seconds": res.seconds,
+                 "estimated_guest_s": u.estimated_guest_s}]
+    run.update_manifest(workers=workers, unit_log=timeline)
     fresh = fresh_records(res.records, done)
     for rec in fresh:
         run.append_record(rec)
@@ -172,9 +191,19 @@ def run_matrix_dask(
     skipped = m.total_repeats - sum(len(u.repeats) for u in units)
     if skipped and on_skip:
         on_skip(skipped)
+    queue = longest_first(units)
     with run_status(run):
-        futures = [_submit(client, u) for u in units]
-        pending = as_completed(futures)
+        futures: list[Future] = []
+        pending = as_completed()
+
+        def hand_out() -> None:
+            """Fill the cluster's free guest slots from the head of the queue."""
+            busy = sum(1 for f in futures if not f.done())
+            for _ in range(min(len(queue), guest_slots(client) - busy)):
+                futures.append(_submit(client, queue.pop(0)))
+                pending.add(futures[-1])
+
+        hand_out()
         try:
             for fut in pending:
                 try:
@@ -188,6 +217,7 @@ def run_matrix_dask(
                     if on_record:
                         on_record(rec)
                 if res.error is None:
+                    hand_out()
                     continue
                 u = res.unit
                 err = _failure(run, res)
@@ -197,9 +227,8 @@ def run_matrix_dask(
                     left = tuple(i for i in u.repeats
                                  if record_key(u.config, u.workload, u.params, i) not in done)
                     note_reboot(run, u.config, err.reason, len(left))
-                    again = replace(u, repeats=left, attempt=2)
-                    futures.append(_submit(client, again))
-                    pending.add(futures[-1])
+                    queue.insert(0, replace(u, repeats=left, attempt=2))
+                    hand_out()
                     continue
                 raise err
         finally:

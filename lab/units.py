@@ -44,6 +44,8 @@ class Unit:
     lab_commit: str | None    # the host's checkout: a worker on another commit refuses
                               # (None: not checked, a LocalCluster shares the checkout)
     attempt: int = 1          # 2: the soft-lockup safety net's second boot
+    estimated_guest_s: float | None = None  # the sim model's guest time of these repeats
+                                            # (lab/unit_order.py; only orders the units)
 
     @property
     def label(self) -> str:

@@ -3,6 +3,7 @@ merge, the CLI's usage errors, and one sim-backend study on a real 2-worker Loca
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -243,3 +244,90 @@ def test_an_interrupted_serial_run_resumes_serially() -> None:
     assert dask.exit_code == 0 and len(list(list_runs())) == 2, "a complete run is not resumed"
     (new,) = [r for r in list_runs() if r.run_id != run.run_id]
     assert new.manifest()["boot_per"] == "configuration × cell"
+
+
+def _model(seconds_per_unit: dict[tuple[str, str], float]) -> dict[str, object]:
+    """A model with one constant guest-time line per (configuration, workload)."""
+    configs: dict[str, dict[str, dict[str, object]]] = {}
+    for (cfg, wl), s in seconds_per_unit.items():
+        configs.setdefault(cfg, {"workloads": {}})["workloads"][wl] = {
+            "terms": [], "targets": {"guest_ns": {"coef": [s * 1e9]}}}
+    return {"configs": configs}
+
+
+def test_units_go_out_longest_first_by_the_models_guest_time() -> None:
+    from lab.unit_order import longest_first
+
+    m = load_plan(PLAN, "sim").matrix   # forkstorm 100 procs, faultstorm 2 procs × 4 MiB
+    units = plan_units(m, set(), "r", None)
+    # per unit: forkstorm 100 forks, faultstorm 2 × 4 × 256 = 2048 faults
+    model = _model({("highpte", "forkstorm"): 1e-3, ("highpte", "faultstorm"): 1e-4,
+                    ("lowpte", "forkstorm"): 2e-3, ("lowpte", "faultstorm"): 1e-5})
+    order = longest_first(units, model)
+    assert [(u.config, u.workload) for u in order] == [
+        ("highpte", "faultstorm"), ("lowpte", "forkstorm"), ("highpte", "forkstorm"),
+        ("lowpte", "faultstorm")]
+    assert order[0].estimated_guest_s == pytest.approx(2048 * 1e-4 * 2)   # two repeats
+    # A configuration the model lacks takes the mean of the others; a workload it lacks
+    # ranks first; with no model the plan order stays.
+    model = _model({("highpte", "forkstorm"): 1e-3, ("other", "forkstorm"): 3e-3})
+    order = longest_first(units, model)
+    assert [(u.config, u.workload) for u in order][:2] == [("highpte", "faultstorm"),
+                                                          ("lowpte", "faultstorm")]
+    assert order[2].config == "lowpte" and order[2].estimated_guest_s == pytest.approx(0.4)
+    assert [u.estimated_guest_s for u in order[:2]] == [None, None]
+    assert [u.index for u in longest_first(units, {"configs": {}})] == [1, 2, 3, 4]
+
+
+def test_two_workers_never_idle_while_units_wait(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Units that ask for a worker resource are bound to a worker when submitted; submitted
+    all at once, one worker ran six of eight while the other idled. The host hands them out
+    as slots free up: each worker takes the next unit as soon as it is done."""
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from lab.trace import start_run
+
+    spans: list[tuple[str, str, float, float]] = []
+    lock = threading.Lock()
+    secs = {"forkstorm": 0.9, "faultstorm": 0.3}
+
+    def measure(unit: Unit) -> UnitResult:
+        t0 = time.monotonic()
+        time.sleep(secs[unit.workload])
+        res = UnitResult(unit, worker={"hostname": "fake"})
+        res.records = [{"config": unit.config, "workload": unit.workload,
+                        "params": unit.params, "repeat": i} for i in unit.repeats]
+        with lock:
+            spans.append((threading.current_thread().name, f"{unit.config}/{unit.workload}",
+                          t0, time.monotonic()))
+        return res
+
+    monkeypatch.setattr(cluster, "measure_unit", measure)
+    m = load_plan(PLAN, "sim").matrix
+    m = type(m)(m.configs * 2, m.cells, m.backend, m.probes, m.boot)   # 8 units
+    model = _model({("highpte", "forkstorm"): 1e-3, ("highpte", "faultstorm"): 1e-5,
+                    ("lowpte", "forkstorm"): 1e-3, ("lowpte", "faultstorm"): 1e-5})
+    monkeypatch.setattr("lab.unit_order.load_model", lambda: model)
+    run = start_run(m, "t", results_root=tmp_path)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      resources={"guest": 1}, dashboard_address=":0") as c, Client(c) as client:
+        cluster.run_matrix_dask(m, run, client, check_commit=False)
+    assert len(spans) == 8
+    # The forkstorm units (the long ones) started first, two at a time.
+    first = sorted(spans, key=lambda s: s[2])
+    assert {s[1].split("/")[1] for s in first[:4]} == {"forkstorm"}
+    # No worker waited while a unit was still to start: a worker's next unit began within
+    # 0.25 s of its last one's end, up to the last unit started.
+    last_start = first[-1][2]
+    for thread in {s[0] for s in spans}:
+        mine = sorted((s for s in spans if s[0] == thread), key=lambda s: s[2])
+        gaps = [b[2] - a[3] for a, b in itertools.pairwise(mine)
+                if b[2] <= last_start]
+        assert all(g < 0.25 for g in gaps), (thread, gaps, spans)
+    assert [len([s for s in spans if s[0] == t]) for t in {s[0] for s in spans}] == [4, 4]
+    log = run.manifest()["unit_log"]
+    assert len(log) == 8 and all(e["estimated_guest_s"] is not None for e in log)

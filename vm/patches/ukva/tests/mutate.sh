@@ -47,7 +47,7 @@ m=exit;            FILE[$m]=arch/x86/include/asm/mmu_context.h
 EXPR[$m]='/ukva_exit_mmap(mm);/d'
 WHAT[$m]="exit_mmap() stays lazy and kmaps every table it zaps"
 m=lookup-check;    FILE[$m]=arch/x86/mm/ukva.c
-EXPR[$m]='s/if (unlikely(!(pte_val(s) \& _PAGE_PRESENT) ||/if (0 \&\& unlikely(!(pte_val(s) \& _PAGE_PRESENT) ||/'
+EXPR[$m]='s/if (unlikely(!(s \& _PAGE_PRESENT) ||/if (0 \&\& unlikely(!(s \& _PAGE_PRESENT) ||/'
 WHAT[$m]="the lookup trusts the slot without comparing it with the pmd"
 ALL="populate free-tlb detach-move detach-collapse exit lookup-check"
 
