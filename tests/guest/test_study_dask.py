@@ -35,6 +35,9 @@ PLAN = Path(__file__).parent.parent / "data" / "study-dask.toml"
 CELLS = 4  # 1 configuration × (forkstorm ×2 + faultstorm ×2)
 #: Counts that repeat exactly from boot to boot under norandmaps.
 EXACT = ("pte_alloc_one", "__pte_alloc", "___pte_free_tlb", "pgd_alloc", "pgd_free")
+#: Counts of context switches: they follow the scheduler, so the agent's timing moves them
+#: (sched_switch by up to 6 of ~220; switch_mm_irqs_off by 4 of ~306 in a CI run of 2026-12-04).
+SCHEDULED = ("sched_switch", "switch_mm_irqs_off")
 
 
 def _by_key(run: RunDir) -> dict[tuple, dict[str, Any]]:
@@ -125,7 +128,7 @@ def test_one_and_two_workers_measure_the_same(results: dict[str, RunDir]) -> Non
         assert set(ca) == set(cb)
         assert {c: ca[c] for c in EXACT} == {c: cb[c] for c in EXACT}, key
         for c in ca:  # the rest: a few events; context switches follow the agent's timing
-            slack = max(10, ca[c] // 20) if c == "sched_switch" else max(3, ca[c] // 500)
+            slack = max(10, ca[c] // 20) if c in SCHEDULED else max(3, ca[c] // 500)
             assert abs(ca[c] - cb[c]) <= slack, (key, c, ca[c], cb[c])
         ta, tb = a[key]["guest_elapsed_ns"], b[key]["guest_elapsed_ns"]
         assert abs(ta - tb) <= ta // 100, (key, ta, tb)
