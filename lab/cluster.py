@@ -143,13 +143,14 @@ def merge_result(run: RunDir, res: UnitResult, done: set[tuple]) -> list[dict[st
         run.write_file(name, data)
     for name, data in res.appended.items():
         run.append_file(name, data)
-    workers = run.manifest().get("workers", {})
+    manifest = run.manifest()
+    workers = manifest.get("workers", {})
     addr = res.worker.get("address", res.worker.get("hostname", "?"))
     workers[addr] = {k: res.worker.get(k) for k in ("hostname", "platform", "cpus")}
     # Which worker ran what, for how long: the schedule can be read back (and the order's
     # estimates checked against it: lab/unit_order.py).
     u = res.unit
-    timeline = [*run.manifest().get("unit_log", []),
+    timeline = [*manifest.get("unit_log", []),
                 {"config": u.config, "workload": u.workload, "repeats": list(u.repeats),
                  "attempt": u.attempt, "worker": addr, "seconds": res.seconds,
                  "estimated_guest_s": u.estimated_guest_s}]
