@@ -11,7 +11,7 @@ armed with `page_poison=1`), where "the console stayed clean" means something: l
 still be armed at the end, the kernel untainted, no freed page written to.
 
 The kernels are built from linux-source-6.1 + vm/patches/ukva/ and cached by content (a cold
-build is ~20 min each on 2 cores). built-highpte is the same source and configuration without
+build is ~5 min each on 2 idle cores). built-highpte is the same source and configuration without
 the series, so every difference in the study is the series'.
 """
 
@@ -264,6 +264,22 @@ def test_fork_keeps_only_the_foreign_side_on_kmap(study: dict) -> None:
     # (fork's dst) are a foreign mm: still kmapped, so ukva is far below, but not at zero
     assert u < 0.7 * h, (h, u)
     assert per_unit(ukva, "ukva_pte_offset_map") > 0
+
+
+def test_new_page_tables_are_cleared_through_the_window(study: dict) -> None:
+    """0012: a new page table of the loaded mm is cleared through the window, not a kmap.
+
+    taskpile's tasks touch one page per 2 MiB of their span, so each task allocates about as
+    many page tables as it clears data pages. On built-highpte each table costs a kmap to
+    clear it, one to fill it and one to zap it, plus the data page's; under ukva only the
+    data page's kmap is left (the lowmem floor pays it too) and a few teardowns that
+    preemption interrupts. Before 0012 the clearing kmap was left too: two per table."""
+    high, ukva = study[("built-highpte", "taskpile")], study[("ukva", "taskpile")]
+    tables = per_unit(ukva, "pte_alloc_one")
+    h, u = per_unit(high, "__kmap_local_pfn_prot"), per_unit(ukva, "__kmap_local_pfn_prot")
+    assert tables > 100, tables   # 256 MiB span: 128 tables per task
+    assert h > 3.5 * tables, (h, tables)
+    assert u < 1.5 * tables, (u, tables)
 
 
 def test_shadow_pages_are_page_tables_in_lowmem(study: dict) -> None:

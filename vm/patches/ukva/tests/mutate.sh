@@ -49,7 +49,10 @@ WHAT[$m]="exit_mmap() stays lazy and kmaps every table it zaps"
 m=lookup-check;    FILE[$m]=arch/x86/mm/ukva.c
 EXPR[$m]='s/if (unlikely(!(s \& _PAGE_PRESENT) ||/if (0 \&\& unlikely(!(s \& _PAGE_PRESENT) ||/'
 WHAT[$m]="the lookup trusts the slot without comparing it with the pmd"
-ALL="populate free-tlb detach-move detach-collapse exit lookup-check"
+m=clear-new;       FILE[$m]=arch/x86/mm/ukva.c
+EXPR[$m]='s/ukva_clear_new_table(mm, idx, table);/;/'
+WHAT[$m]="a new table that pte_alloc_one() left uncleared is installed uncleared (0012)"
+ALL="populate free-tlb detach-move detach-collapse exit lookup-check clear-new"
 
 if [ "${1:-}" = --list ]; then
 	for m in $ALL; do printf '%-16s %s\n' "$m" "${WHAT[$m]}"; done
