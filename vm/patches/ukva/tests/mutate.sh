@@ -50,7 +50,7 @@ m=lookup-check;    FILE[$m]=arch/x86/mm/ukva.c
 EXPR[$m]='s/if (unlikely(!(s \& _PAGE_PRESENT) ||/if (0 \&\& unlikely(!(s \& _PAGE_PRESENT) ||/'
 WHAT[$m]="the lookup trusts the slot without comparing it with the pmd"
 m=clear-new;       FILE[$m]=arch/x86/mm/ukva.c
-EXPR[$m]='s/ukva_clear_new_table(mm, idx, table);/;/'
+EXPR[$m]='s/clear_page((void \*)(ukva_base + idx \* PAGE_SIZE));/;/; s/clear_highpage(table);/;/'
 WHAT[$m]="a new table that pte_alloc_one() left uncleared is installed uncleared (0012)"
 ALL="populate free-tlb detach-move detach-collapse exit lookup-check clear-new"
 
@@ -101,13 +101,15 @@ for m in "$@"; do
 	echo "== mutant $m: ${WHAT[$m]}"
 	set +e
 	(cd "$wt" && PYTHONPATH="$wt" UKVA_LAB_STATE="$work/state-$m" \
-		"$python" -m pytest -q -rf $stop_first -p no:cacheprovider tests/guest/test_ukva.py) \
+		"$python" -m pytest -q -rfE $stop_first -p no:cacheprovider tests/guest/test_ukva.py) \
 		> "$work/pytest-$m.log" 2>&1
 	rc=$?
 	set -e
-	failed=$(grep -E '^FAILED ' "$work/pytest-$m.log" | sed 's/^FAILED //; s/ - .*//' | tr '\n' ' ')
+	failed=$(grep -E '^(FAILED|ERROR) ' "$work/pytest-$m.log" | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | tr '\n' ' ' || true)
 	if [ $rc -eq 0 ]; then
 		verdict="SURVIVED (every test passed)"
+	elif grep -q 'make bzImage failed' "$work/pytest-$m.log"; then
+		verdict="DID NOT BUILD (fix the mutant: a compile error kills nothing)"
 	else
 		verdict="killed by: ${failed:-pytest exit $rc, see $work/pytest-$m.log}"
 	fi
