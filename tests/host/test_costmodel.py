@@ -215,7 +215,7 @@ def test_plugin_option_carries_geometry_window_and_pti(tmp_path: Path) -> None:
     assert parts["file"] == "/c/cm.so" and parts["out"] == str(tmp_path / "w.jsonl")
     assert parts["pti"] == "off" and parts["model"] == "p4-2003"
     assert parts["dtlb"] == "64:64" and parts["stlb"] == "0:0"
-    assert parts["invlpg_lo"] == "0xff000000" and parts["large_hi"] == "0xf8000000"
+    assert parts["invlpg_lo"] == "0xff600000" and parts["large_hi"] == "0xf8000000"
     with pytest.raises(UsageError, match="comma"):
         plugin_option(Path("/c/a,b.so"), tmp_path / "w", m, "")
 
