@@ -86,10 +86,12 @@ TLB_GEOMETRY = "tlb_geometry"
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
 #: The kernel's direct map (lowmem) on the 3G/1G split is mapped with 2 MiB pages; the kmap,
 #: fixmap and vmalloc areas above it with 4 KiB pages. INVLPG drops every 4 KiB entry at or
-#: above INVLPG_LO, because a 7.2 plugin cannot see its target: PKMAP_BASE of the lab's
-#: kernels (NR_CPUS=8, no reservetop), so pkmap, LDT, cpu_entry_area and the fixmap's
-#: kmap_local slots, where kunmaps flush. Not the UKVA window just below it
-#: (0xFF000000-0xFF600000): a real INVLPG of a kmap slot leaves a window entry in place.
+#: above INVLPG_LO, because a 7.2 plugin cannot see its target: PKMAP_BASE of the kernels
+#: built from source (NR_CPUS=8), so the fixmap's kmap_local slots, where kunmaps flush, are
+#: above it in every lab kernel, and the UKVA window just below it (0xFF000000-0xFF600000)
+#: is not: a real INVLPG of a kmap slot leaves a window entry in place. The stock kernel
+#: (NR_CPUS=32) has its pkmap, LDT and part of cpu_entry_area there instead, which no
+#: INVLPG targets (docs/cost-model.md).
 KERNEL_BASE = 0xC0000000
 LARGE_RANGE = (0xC0000000, 0xF8000000)
 INVLPG_LO = 0xFF600000
