@@ -206,8 +206,9 @@ def test_highpte_pays_more_invlpg_and_cycles_per_fault(faultstorm: list[dict]) -
     kmap slot's extra misses are within the run-to-run spread (measured: 25.4-26.4 highpte,
     25.2-25.7 lowpte). The walks on the kmap window alone (dtlb_walk_kmap: every 4 KiB page
     INVLPG drops) separate them: each kmap's INVLPG costs a walk on its next use (measured
-    8.22-8.23 against 6.15-6.16; lowpte's presumably the cpu_entry_area's and its own
-    kmaps')."""
+    3.03 against 1.01 at faultstorm's default sizes, lowpte's being its data page's kmap;
+    8.22-8.23 against 6.15-6.16 while the model's INVLPG line was 0xFF000000, which also
+    dropped the stock kernel's cpu_entry_area)."""
     sky, p4 = load_model("skylake"), load_model("p4-2003")
 
     def per_fault(cfg: str, fn: Any) -> list[float]:
